@@ -1,0 +1,3 @@
+from cage_sf.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,77 @@
+"""CC4 blue-team environments behind one interface, mirroring CybORG's `BlueEnterpriseWrapper`.
+
+A backend is a structured multi-agent env (dicts keyed by agent name, per-agent shapes). Only
+`cage_sf.adapter` turns it into Sample Factory's fixed-shape arrays.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from typing import Any, Protocol
+
+import numpy as np
+from gymnasium import spaces
+
+from cage_sf.errors import UsageError
+
+BACKENDS = ("auto", "cyborg", "sim", "synthetic")
+
+CYBORG_INSTALL_HINT = (
+    "CybORG CC4 is not installed: clone https://github.com/cage-challenge/cage-challenge-4 "
+    "and put its root on this Python's path (see README, 'Real CybORG')"
+)
+
+
+class CC4Env(Protocol):
+    """The public API of `BlueEnterpriseWrapper` used by CybORG's evaluation, plus `busy_agents`."""
+
+    agents: list[str]
+
+    def reset(self, seed: int | None = None) -> tuple[dict[str, np.ndarray], dict[str, dict]]: ...
+
+    def step(
+        self, actions: dict[str, int], messages: dict[str, np.ndarray] | None = None
+    ) -> tuple[dict[str, np.ndarray], dict[str, float], dict[str, bool], dict[str, bool], dict[str, dict]]:
+        """`info[agent]["action_mask"]` lists which indices target something that exists."""
+        ...
+
+    def action_space(self, agent: str) -> spaces.Discrete: ...
+
+    def observation_space(self, agent: str) -> spaces.Space: ...
+
+    def action_labels(self, agent: str) -> list[str]: ...
+
+    def busy_agents(self) -> set[str]:
+        """Agents whose earlier multi-step action is still running: an action submitted now is dropped."""
+        ...
+
+
+def cyborg_available() -> bool:
+    return importlib.util.find_spec("CybORG") is not None
+
+
+def resolve_backend(name: str) -> str:
+    """Map `auto` to a concrete backend: real CybORG when importable, else our simulator."""
+    if name not in BACKENDS:
+        raise UsageError(f"unknown backend {name!r}; choose one of {', '.join(BACKENDS)}")
+    if name == "auto":
+        return "cyborg" if cyborg_available() else "sim"
+    if name == "cyborg" and not cyborg_available():
+        raise UsageError(f"--backend=cyborg: {CYBORG_INSTALL_HINT}")
+    return name
+
+
+def make_backend(name: str, seed: int | None = None, steps: int = 500, **kwargs: Any) -> CC4Env:
+    name = resolve_backend(name)
+    if name == "cyborg":
+        from cage_sf.backends.cyborg import CybORGBackend
+
+        return CybORGBackend(seed=seed, steps=steps)
+    if name == "synthetic":
+        from cage_sf.backends.synthetic import SyntheticBackend
+
+        return SyntheticBackend(seed=seed, steps=steps)
+    raise UsageError(
+        "the 'sim' backend (our own CC4 simulator) is not part of this version yet; "
+        f"use --backend=cyborg ({CYBORG_INSTALL_HINT.split(':')[0]} here) or --backend=synthetic for a shape-only test env"
+    )

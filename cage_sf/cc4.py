@@ -1,0 +1,67 @@
+"""CAGE Challenge 4 facts shared by every backend and the adapter (CC4_SPEC §3.4, §4.1, §4.2).
+
+Two agent types: "small" (blue_agent_0..3, one subnet) and "large" (blue_agent_4, three subnets).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+AGENTS: tuple[str, ...] = tuple(f"blue_agent_{i}" for i in range(5))
+SMALL, LARGE = 0, 1
+OBS_SIZE = (92, 210)  # by agent type
+NUM_ACTIONS = (82, 242)  # by agent type
+HOST_SLOTS = (16, 48)  # host-targeted action slots by agent type
+SUBNETS = (1, 3)  # defended subnets by agent type
+MESSAGE_LENGTH = 8
+PHASE_INDEX = 0  # observation element holding the mission phase (0, 1, 2)
+EPISODE_STEPS = 500
+
+# Blue action durations in env steps (CC4_SPEC §4.2).
+DURATION = {
+    "Analyse": 2,
+    "Monitor": 1,
+    "Remove": 3,
+    "Restore": 5,
+    "Sleep": 1,
+    "AllowTrafficZone": 1,
+    "BlockTrafficZone": 1,
+    "DeployDecoy": 2,
+}
+HOST_COMMANDS = frozenset({"Analyse", "Remove", "Restore", "DeployDecoy"})
+
+
+def agent_type(agent: str) -> int:
+    return LARGE if agent == AGENTS[4] else SMALL
+
+
+def command_layout(kind: int) -> list[tuple[str, int]]:
+    """(command, count) blocks in action-index order: Analyse, Monitor, Remove, Restore, Sleep, Allow, Block, Decoy."""
+    hosts, traffic = HOST_SLOTS[kind], 8 * SUBNETS[kind]
+    return [
+        ("Analyse", hosts),
+        ("Monitor", 1),
+        ("Remove", hosts),
+        ("Restore", hosts),
+        ("Sleep", 1),
+        ("AllowTrafficZone", traffic),
+        ("BlockTrafficZone", traffic),
+        ("DeployDecoy", hosts),
+    ]
+
+
+def action_commands(kind: int) -> list[str]:
+    """The command name of every action index of an agent type."""
+    return [command for command, count in command_layout(kind) for _ in range(count)]
+
+
+def sleep_action(kind: int) -> int:
+    return action_commands(kind).index("Sleep")
+
+
+def action_durations(kind: int) -> np.ndarray:
+    return np.array([DURATION[c] for c in action_commands(kind)], dtype=np.int64)
+
+
+def restore_actions(kind: int) -> np.ndarray:
+    return np.array([c == "Restore" for c in action_commands(kind)])

@@ -1,0 +1,34 @@
+"""Sample Factory registration of the CC4 blue team as env `cc4` (module level: SF's spawned processes
+import this module when they unpickle `make_cc4_env`)."""
+
+from __future__ import annotations
+
+import argparse
+import functools
+
+from sample_factory.envs.env_utils import register_env
+
+from cage_sf import sf_compat
+from cage_sf.adapter import CC4SampleFactoryEnv
+from cage_sf.backends import BACKENDS, make_backend
+
+sf_compat.apply()
+
+ENV_NAME = "cc4"
+
+
+def add_cc4_env_args(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("CC4")
+    group.add_argument("--backend", default="auto", choices=BACKENDS,
+                       help="auto = real CybORG when importable, else our simulator")
+    group.add_argument("--episode_steps", default=500, type=int, help="CC4 episode length (evaluation: 500)")
+    group.add_argument("--step_timeout_s", default=30.0, type=float,
+                       help="an env step slower than this ends the episode as a fault and the env is rebuilt")
+
+
+def make_cc4_env(full_env_name: str, cfg, env_config=None, render_mode: str | None = None) -> CC4SampleFactoryEnv:
+    backend = functools.partial(make_backend, cfg.backend, steps=cfg.episode_steps)
+    return CC4SampleFactoryEnv(backend, cfg.step_timeout_s, render_mode)
+
+
+register_env(ENV_NAME, make_cc4_env)

@@ -1,0 +1,96 @@
+"""One Sample Factory policy with separate networks per CC4 agent type, invalid actions masked.
+
+blue_agent_0..3 (obs 92, 82 actions) and blue_agent_4 (obs 210, 242 actions) each get their own actor
+MLP and their own value MLP; every sample is routed by its `agent_type` observation. Masked logits are
+a large finite negative number, so sampling, the learner's log-probs, entropy and KL all agree.
+"""
+
+from __future__ import annotations
+
+import torch
+from sample_factory.algo.utils.action_distributions import get_action_distribution
+from sample_factory.algo.utils.context import global_model_factory
+from sample_factory.algo.utils.tensor_dict import TensorDict
+from sample_factory.model.actor_critic import ActorCritic
+from sample_factory.model.model_utils import model_device, nonlinearity
+from sample_factory.utils.typing import ActionSpace, Config, ObsSpace
+from torch import Tensor, nn
+
+from cage_sf import cc4, sf_compat
+from cage_sf.errors import UsageError
+
+sf_compat.apply()
+
+MASKED_LOGIT = -1e9
+OBS_SIZE = max(cc4.OBS_SIZE)
+NUM_ACTIONS = max(cc4.NUM_ACTIONS)
+
+
+def mlp(in_size: int, hidden: list[int], out_size: int, cfg: Config) -> nn.Sequential:
+    layers: list[nn.Module] = []
+    for size in hidden:
+        layers += [nn.Linear(in_size, size), nonlinearity(cfg)]
+        in_size = size
+    layers.append(nn.Linear(in_size, out_size))
+    return nn.Sequential(*layers)
+
+
+class CC4ActorCritic(ActorCritic):
+    def __init__(self, obs_space: ObsSpace, action_space: ActionSpace, cfg: Config):
+        super().__init__(obs_space, action_space, cfg)
+        if cfg.actor_critic_share_weights or cfg.use_rnn:
+            raise UsageError("the CC4 model is feed-forward with a separate value network: "
+                             "set actor_critic_share_weights=False and use_rnn=False")
+        hidden = list(cfg.encoder_mlp_layers)
+        kinds = (cc4.SMALL, cc4.LARGE)
+        self.actors = nn.ModuleList(mlp(cc4.OBS_SIZE[k], hidden, cc4.NUM_ACTIONS[k], cfg) for k in kinds)
+        self.critics = nn.ModuleList(mlp(cc4.OBS_SIZE[k], hidden, 1, cfg) for k in kinds)
+        self.apply(self.initialize_weights)
+
+    def device_for_input_tensor(self, input_tensor_name: str) -> torch.device:
+        return model_device(self)
+
+    def type_for_input_tensor(self, input_tensor_name: str) -> torch.dtype:
+        return torch.float32
+
+    def forward_head(self, normalized_obs_dict: dict[str, Tensor]) -> Tensor:
+        """Feed-forward model: the head only packs the inputs the tail routes per agent type."""
+        obs = normalized_obs_dict
+        return torch.cat([obs["obs"], obs["agent_type"], obs["valid_actions"]], dim=1)
+
+    def forward_core(self, head_output: Tensor, rnn_states: Tensor) -> tuple[Tensor, Tensor]:
+        return head_output, rnn_states
+
+    def forward_tail(self, core_output: Tensor, values_only: bool, sample_actions: bool) -> TensorDict:
+        obs, agent_type, valid = torch.split(core_output, [OBS_SIZE, 1, NUM_ACTIONS], dim=1)
+        rows = [torch.nonzero(agent_type[:, 0] < 0.5).squeeze(1), torch.nonzero(agent_type[:, 0] >= 0.5).squeeze(1)]
+
+        values = core_output.new_zeros(core_output.shape[0])
+        for kind, idx in enumerate(rows):
+            values[idx] = self.critics[kind](obs[idx, : cc4.OBS_SIZE[kind]]).squeeze(1)
+        result = TensorDict(values=values.squeeze())
+        if values_only:
+            return result
+
+        logits = core_output.new_full((core_output.shape[0], NUM_ACTIONS), MASKED_LOGIT)
+        for kind, idx in enumerate(rows):
+            logits[idx, : cc4.NUM_ACTIONS[kind]] = self.actors[kind](obs[idx, : cc4.OBS_SIZE[kind]])
+        logits = logits.masked_fill(valid < 0.5, MASKED_LOGIT)
+
+        self.last_action_distribution = get_action_distribution(self.action_space, logits)
+        result["action_logits"] = logits
+        self._maybe_sample_actions(sample_actions, result)
+        return result
+
+    def forward(self, normalized_obs_dict: dict[str, Tensor], rnn_states: Tensor, values_only: bool = False) -> TensorDict:
+        x, new_rnn_states = self.forward_core(self.forward_head(normalized_obs_dict), rnn_states)
+        result = self.forward_tail(x, values_only, sample_actions=True)
+        result["new_rnn_states"] = new_rnn_states
+        return result
+
+
+def make_cc4_actor_critic(cfg: Config, obs_space: ObsSpace, action_space: ActionSpace) -> ActorCritic:
+    return CC4ActorCritic(obs_space, action_space, cfg)
+
+
+global_model_factory().register_actor_critic_factory(make_cc4_actor_critic)

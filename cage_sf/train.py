@@ -1,0 +1,62 @@
+"""`cage-sf train`: preset -> Sample Factory config -> asynchronous APPO with V-trace on CC4."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import tempfile
+
+import torch
+
+from cage_sf.backends import resolve_backend
+from cage_sf.errors import UsageError
+from cage_sf.presets import build_parser, parse_config, preset_argv
+
+
+def derived_argv(cfg: argparse.Namespace) -> list[str]:
+    """Settings resolved from others, passed as explicit arguments so a resumed run sees the same values."""
+    argv = [f"--backend={resolve_backend(cfg.backend)}"]
+    if cfg.device == "auto":
+        argv.append(f"--device={'gpu' if torch.cuda.is_available() else 'cpu'}")
+    if cfg.with_vtrace:
+        if cfg.normalize_returns:
+            raise UsageError("with_vtrace=True needs normalize_returns=False in Sample Factory 2.1.1")
+        if not cfg.use_rnn:
+            # SF's learner asserts recurrence == rollout for V-trace; a feed-forward model ignores recurrence otherwise
+            argv.append(f"--recurrence={cfg.rollout}")
+    return argv
+
+
+def check_run_dir(cfg: argparse.Namespace) -> None:
+    run_dir = os.path.join(cfg.train_dir, cfg.experiment)
+    try:
+        os.makedirs(run_dir, exist_ok=True)
+        with tempfile.TemporaryFile(dir=run_dir):
+            pass
+    except OSError as exc:
+        raise UsageError(f"cannot write the run directory {run_dir}: {exc.strerror or exc}") from None
+
+
+def resolve_config(preset: str, overrides: list[str]) -> argparse.Namespace:
+    parser = build_parser()
+    argv = preset_argv(preset, overrides, parser)
+    argv += derived_argv(parse_config(parser, argv))
+    return parse_config(parser, argv)
+
+
+def _interrupt_on_sigterm() -> None:
+    """`kill` stops a run like Ctrl-C does: components stop and the latest state is saved."""
+    signal.signal(signal.SIGTERM, lambda signum, frame: signal.default_int_handler(signum, frame))
+
+
+def train(preset: str, overrides: list[str]) -> int:
+    cfg = resolve_config(preset, overrides)
+    check_run_dir(cfg)
+
+    import cage_sf.env_registry  # noqa: F401  (registers env `cc4`)
+    import cage_sf.models  # noqa: F401  (registers the CC4 actor-critic)
+    from sample_factory.train import run_rl
+
+    _interrupt_on_sigterm()
+    return int(run_rl(cfg))

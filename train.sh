@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# ./train.sh <preset> [--name=value ...]   e.g. ./train.sh smoke, ./train.sh default --num_workers=32
+set -euo pipefail
+cd "$(dirname "$0")"
+if [ $# -lt 1 ]; then
+    echo "usage: ./train.sh <preset> [--name=value ...]   (presets: $(ls configs | sed 's/\.yaml$//' | tr '\n' ' '))" >&2
+    exit 2
+fi
+exec python -m cage_sf train "$@"
