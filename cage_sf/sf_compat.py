@@ -18,6 +18,7 @@ from sample_factory.algo.learning.learner import Learner
 from sample_factory.algo.runners import runner as runner_module
 from sample_factory.algo.runners.runner import Runner
 from sample_factory.utils import wandb_utils
+from sample_factory.utils.utils import log as sf_log
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +37,17 @@ def apply() -> None:
     Learner.load_checkpoint = staticmethod(load_checkpoint)
     Learner._record_summaries = _record_summaries_with_vtrace(Learner._record_summaries)
     Runner._update_stats_and_print_report = _stop_after_train_for_seconds(Runner._update_stats_and_print_report)
+    _log_through_sf()
     _applied = True
+
+
+def _log_through_sf() -> None:
+    """SF logs through its own non-propagating `rl` logger; give ours the same handlers so our messages show."""
+    ours = logging.getLogger("cage_sf")
+    ours.setLevel(logging.INFO)
+    for handler in sf_log.handlers:
+        if handler not in ours.handlers:
+            ours.addHandler(handler)
 
 
 def wandb_credentials_present() -> bool:
@@ -74,7 +85,6 @@ def init_wandb(cfg) -> None:
         tags=cfg.wandb_tags,
         resume="allow",
         dir=run_dir,
-        config=dict(cfg),
     )
     try:
         wandb.init(mode=mode, settings=wandb.Settings(init_timeout=60), **kwargs)
@@ -84,6 +94,7 @@ def init_wandb(cfg) -> None:
         log.warning("W&B online init failed (%s); logging offline instead", exc)
         mode = "offline"
         wandb.init(mode=mode, **kwargs)
+    wandb.config.update(cfg, allow_val_change=True)
     if mode == "offline":
         log.warning("W&B is offline; upload later with: wandb sync %s", os.path.dirname(wandb.run.dir))
 

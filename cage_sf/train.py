@@ -8,6 +8,9 @@ import signal
 import tempfile
 
 import torch
+from sample_factory.algo.runners.runner import AlgoObserver
+from sample_factory.algo.utils.misc import ExperimentStatus
+from sample_factory.train import make_runner
 
 from cage_sf.backends import resolve_backend
 from cage_sf.errors import UsageError
@@ -50,13 +53,24 @@ def _interrupt_on_sigterm() -> None:
     signal.signal(signal.SIGTERM, lambda signum, frame: signal.default_int_handler(signum, frame))
 
 
+class _FinalSummaries(AlgoObserver):
+    """SF writes summaries on a timer only: write them once more at the end so a run logs its last episodes."""
+
+    def on_stop(self, runner) -> None:
+        runner._report_experiment_summaries()
+
+
 def train(preset: str, overrides: list[str]) -> int:
     cfg = resolve_config(preset, overrides)
     check_run_dir(cfg)
 
     import cage_sf.env_registry  # noqa: F401  (registers env `cc4`)
     import cage_sf.models  # noqa: F401  (registers the CC4 actor-critic)
-    from sample_factory.train import run_rl
 
     _interrupt_on_sigterm()
-    return int(run_rl(cfg))
+    cfg, runner = make_runner(cfg)
+    runner.register_observer(_FinalSummaries())
+    status = runner.init()
+    if status == ExperimentStatus.SUCCESS:
+        status = runner.run()
+    return int(status)

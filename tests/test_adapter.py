@@ -1,0 +1,129 @@
+import logging
+
+import numpy as np
+import pytest
+
+from cage_sf import cc4
+from cage_sf.adapter import CC4SampleFactoryEnv
+from cage_sf.backends.synthetic import SyntheticBackend
+
+SLEEP = [cc4.sleep_action(cc4.agent_type(a)) for a in cc4.AGENTS]
+
+
+class RecordingBackend(SyntheticBackend):
+    """The synthetic backend, recording what the adapter submits; can be told to fail or stall."""
+
+    def __init__(self, steps=500, fail_at=None, stall_s=0.0):
+        super().__init__(seed=0, steps=steps)
+        self.submitted, self.team_rewards, self.phases = [], [], []
+        self.fail_at, self.stall_s = fail_at, stall_s
+
+    def step(self, actions, messages=None):
+        self.submitted.append(dict(actions))
+        if self.fail_at is not None and len(self.submitted) == self.fail_at:
+            raise RuntimeError("boom")
+        if self.stall_s:
+            import time
+
+            time.sleep(self.stall_s)
+        result = super().step(actions, messages)
+        self.team_rewards.append(np.mean(list(result[1].values())))
+        self.phases.append(int(result[0]["blue_agent_0"][cc4.PHASE_INDEX]))
+        return result
+
+
+def make_env(timeout=5.0, **kwargs):
+    backends = []
+
+    def factory():
+        backends.append(RecordingBackend(**kwargs))
+        return backends[-1]
+
+    return CC4SampleFactoryEnv(factory, step_timeout_s=timeout), backends
+
+
+def test_observations_are_padded_and_typed():
+    env, _ = make_env()
+    obs, infos = env.reset(seed=0)
+    assert len(obs) == len(infos) == 5
+    for agent, o in zip(cc4.AGENTS, obs):
+        kind = cc4.agent_type(agent)
+        assert env.observation_space.contains(o)
+        assert o["agent_type"][0] == kind
+        assert not o["obs"][cc4.OBS_SIZE[kind] :].any()
+        assert not o["valid_actions"][cc4.NUM_ACTIONS[kind] :].any()
+        assert o["valid_actions"][cc4.sleep_action(kind)] == 1
+
+
+def test_busy_agents_are_inactive_and_submit_nothing():
+    env, backends = make_env()
+    env.reset(seed=0)
+    restore = [33, 49, 49, 49, 97]  # agents 0 and 4 restore (5 steps), the others sleep
+    actives = []
+    for _ in range(6):
+        *_, infos = env.step(restore)
+        actives.append([info["is_active"] for info in infos])
+    submitted = backends[0].submitted
+    assert [sorted(s) for s in submitted[1:5]] == [["blue_agent_1", "blue_agent_2", "blue_agent_3"]] * 4
+    assert sorted(submitted[5]) == list(cc4.AGENTS)
+    assert actives[0] == [False, True, True, True, False] and actives[4] == [True] * 5
+
+
+def test_padding_actions_become_sleep():
+    env, backends = make_env()
+    env.reset(seed=0)
+    env.step([241, 100, 82, 0, 241])
+    assert backends[0].submitted[0] == {"blue_agent_0": 49, "blue_agent_1": 49, "blue_agent_2": 49,
+                                        "blue_agent_3": 0, "blue_agent_4": 241}
+
+
+def test_episode_auto_resets_with_evaluation_style_stats():
+    env, backends = make_env(steps=500)
+    env.reset(seed=0)
+    for step in range(1, 500):
+        obs, rewards, terminated, truncated, infos = env.step(SLEEP)
+        assert terminated[0] == (step == 499)
+    stats = infos[0]["episode_extra_stats"]
+    backend = backends[0]
+    # evaluation.py sums the mean blue reward of every step except the final one (k = 1..498)
+    assert stats["cc4/eval_return"] == pytest.approx(sum(backend.team_rewards[:498]))
+    for phase in range(3):
+        expected = sum(r for r, p in zip(backend.team_rewards[:498], backend.phases) if p == phase)
+        assert stats[f"cc4/reward_phase_{phase}"] == pytest.approx(expected)
+    assert stats["cc4/env_fault"] == 0 and infos[0]["true_objective"] == stats["cc4/eval_return"]
+    assert obs[0]["obs"][cc4.PHASE_INDEX] == 0  # the new episode's first observation
+    assert len(backend.submitted) == 499
+    env.step(SLEEP)
+    assert len(backend.submitted) == 500 and backend._t == 1
+
+
+def test_exception_in_backend_ends_episode_and_rebuilds(caplog):
+    env, backends = make_env(fail_at=3)
+    env.reset(seed=0)
+    env.step(SLEEP)
+    env.step(SLEEP)
+    with caplog.at_level(logging.ERROR):
+        obs, rewards, terminated, truncated, infos = env.step(SLEEP)
+    assert truncated == [True] * 5 and rewards == [0.0] * 5
+    assert infos[0]["episode_extra_stats"] == {"cc4/env_fault": 1.0}
+    assert len(backends) == 2 and env.observation_space.contains(obs[0])
+    assert "RuntimeError: boom" in caplog.text
+    env.step(SLEEP)  # training goes on with the rebuilt env
+    assert len(backends[1].submitted) == 1
+
+
+def test_traceback_logged_for_first_fault_only(caplog):
+    env, backends = make_env(fail_at=1)
+    env.reset(seed=0)
+    with caplog.at_level(logging.ERROR):
+        env.step(SLEEP)
+        env.step(SLEEP)  # the rebuilt backend fails at its first step too
+    assert caplog.text.count("Traceback") == 1 and len(caplog.records) == 2
+
+
+def test_slow_step_counts_as_fault():
+    env, backends = make_env(stall_s=0.05, timeout=0.01)
+    env.reset(seed=0)
+    *_, truncated, infos = env.step(SLEEP)
+    assert truncated == [True] * 5 and infos[0]["episode_extra_stats"]["cc4/env_fault"] == 1.0
+    assert len(backends) == 2

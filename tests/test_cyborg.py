@@ -1,0 +1,48 @@
+"""Real CybORG CC4 behind our interface (skipped when CybORG is not installed)."""
+
+from statistics import mean
+
+import pytest
+
+from cage_sf import cc4
+from cage_sf.adapter import CC4SampleFactoryEnv
+from cage_sf.backends.cyborg import CybORGBackend
+
+pytestmark = pytest.mark.cyborg
+
+SLEEP = {a: cc4.sleep_action(cc4.agent_type(a)) for a in cc4.AGENTS}
+
+
+def evaluation_py_return(seed: int) -> float:
+    """The loop of CybORG's Evaluation/evaluation.py for one episode of an all-Sleep policy."""
+    env = CybORGBackend(seed=seed)
+    env.reset(seed=seed)
+    rewards = []
+    for _ in range(500):
+        actions = {agent: SLEEP[agent] for agent in env.agents}
+        _, reward, terminated, truncated, _ = env.step(actions)
+        if all(terminated.get(a, False) or truncated.get(a, False) for a in env.agents):
+            break
+        rewards.append(mean(reward.values()))
+    return sum(rewards)
+
+
+def test_adapter_return_counts_like_evaluation_py():
+    seed = 7
+    env = CC4SampleFactoryEnv(lambda: CybORGBackend(seed=seed), step_timeout_s=60)
+    env.reset(seed=seed)
+    for _ in range(499):
+        *_, infos = env.step([SLEEP[a] for a in cc4.AGENTS])
+    stats = infos[0]["episode_extra_stats"]
+    expected = evaluation_py_return(seed)
+    assert expected < 0 and stats["cc4/eval_return"] == pytest.approx(expected)
+    assert sum(stats[f"cc4/reward_phase_{p}"] for p in range(3)) == pytest.approx(expected)
+
+
+def test_busy_agent_is_inactive_on_cyborg():
+    env = CC4SampleFactoryEnv(lambda: CybORGBackend(seed=1), step_timeout_s=60)
+    env.reset(seed=1)
+    actions = [SLEEP[a] for a in cc4.AGENTS]
+    actions[4] = 97  # Restore(ADM server_host_0): 5 steps
+    active = [env.step(actions)[4][4]["is_active"] for _ in range(5)]
+    assert active == [False, False, False, False, True]

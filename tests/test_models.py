@@ -1,0 +1,75 @@
+import numpy as np
+import pytest
+import torch
+
+from cage_sf import cc4
+from cage_sf.adapter import CC4SampleFactoryEnv
+from cage_sf.backends.synthetic import SyntheticBackend
+from cage_sf.models import MASKED_LOGIT, CC4ActorCritic
+from cage_sf.train import resolve_config
+
+
+@pytest.fixture(scope="module")
+def env():
+    return CC4SampleFactoryEnv(lambda: SyntheticBackend(seed=0), step_timeout_s=5.0)
+
+
+@pytest.fixture(scope="module")
+def model(env):
+    cfg = resolve_config("smoke", ["--backend=synthetic"])
+    torch.manual_seed(0)
+    return CC4ActorCritic(env.observation_space, env.action_space, cfg)
+
+
+def batch(env, episodes=3):
+    """Observations of all five agents over a few resets: both agent types, varied masks."""
+    rows = []
+    for seed in range(episodes):
+        obs, _ = env.reset(seed=seed)
+        rows += obs
+    return {k: torch.as_tensor(np.stack([r[k] for r in rows])) for k in rows[0]}
+
+
+def test_hidden_sizes_come_from_the_preset(model):
+    linear = [m.out_features for m in model.actors[cc4.SMALL] if isinstance(m, torch.nn.Linear)]
+    assert linear == [256, 256, 128, 82]
+    linear = [m.in_features for m in model.critics[cc4.LARGE] if isinstance(m, torch.nn.Linear)]
+    assert linear == [210, 256, 256, 128]
+
+
+def test_actor_and_value_networks_are_separate(model):
+    actor = {id(p) for p in model.actors.parameters()}
+    critic = {id(p) for p in model.critics.parameters()}
+    assert actor.isdisjoint(critic)
+
+
+def test_invalid_actions_are_masked_and_never_sampled(env, model):
+    obs = batch(env)
+    rnn = torch.zeros(obs["obs"].shape[0], 2)
+    with torch.no_grad():
+        result = model(obs, rnn)
+        logits = result["action_logits"]
+        invalid = obs["valid_actions"] < 0.5
+        assert (logits[invalid] == MASKED_LOGIT).all() and (logits[~invalid] > MASKED_LOGIT / 2).all()
+        dist = model.action_distribution()
+        for _ in range(200):
+            actions = dist.sample()
+            assert obs["valid_actions"].gather(1, actions.view(-1, 1)).all()
+        assert torch.isfinite(dist.entropy()).all() and torch.isfinite(dist.log_prob(actions)).all()
+        assert dist.kl_divergence(dist).abs().max() < 1e-6
+
+
+def test_each_agent_type_uses_only_its_own_networks(env, model):
+    obs = batch(env)
+    rnn = torch.zeros(obs["obs"].shape[0], 2)
+    small = obs["agent_type"][:, 0] == 0
+    with torch.no_grad():
+        before = model(obs, rnn)
+        for p in model.actors[cc4.LARGE].parameters():
+            p.add_(1.0)
+        for p in model.critics[cc4.LARGE].parameters():
+            p.add_(1.0)
+        after = model(obs, rnn)
+    assert torch.equal(before["action_logits"][small], after["action_logits"][small])
+    assert torch.equal(before["values"][small], after["values"][small])
+    assert not torch.equal(before["values"][~small], after["values"][~small])

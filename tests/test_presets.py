@@ -1,0 +1,90 @@
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from cage_sf.errors import UsageError
+from cage_sf.presets import available_presets, load_preset
+from cage_sf.train import check_run_dir, resolve_config
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def test_required_presets_exist():
+    assert {"smoke", "impala-seed", "default"} <= set(available_presets())
+
+
+@pytest.mark.parametrize("preset", available_presets())
+def test_every_preset_resolves_with_vtrace(preset):
+    cfg = resolve_config(preset, ["--backend=synthetic"])
+    assert cfg.env == "cc4" and cfg.experiment == preset and cfg.train_dir == "runs"
+    assert cfg.with_vtrace and not cfg.normalize_returns and cfg.recurrence == cfg.rollout
+    assert not cfg.batched_sampling and cfg.normalize_input_keys == ["obs"]
+    assert cfg.device in ("cpu", "gpu")
+
+
+def test_impala_seed_hyperparameters():
+    cfg = resolve_config("impala-seed", ["--backend=synthetic"])
+    assert (cfg.learning_rate, cfg.gamma, cfg.exploration_loss_coeff, cfg.value_loss_coeff) == (5e-4, 0.99, 0.01, 0.5)
+    assert (cfg.batch_size, cfg.max_grad_norm, cfg.vtrace_rho, cfg.vtrace_c, cfg.rollout) == (2000, 40, 1.0, 1.0, 50)
+    assert cfg.encoder_mlp_layers == [256, 256, 128] and cfg.nonlinearity == "relu"
+    assert not cfg.actor_critic_share_weights
+
+
+def test_extends_and_overrides_win():
+    assert load_preset("smoke")["learning_rate"] == load_preset("impala-seed")["learning_rate"]
+    cfg = resolve_config("smoke", ["--backend=synthetic", "--learning_rate=0.001", "--encoder_mlp_layers=64,32",
+                                   "--rollout=20", "--with_wandb=True"])
+    assert cfg.learning_rate == 0.001 and cfg.encoder_mlp_layers == [64, 32] and cfg.with_wandb
+    assert cfg.recurrence == 20
+
+
+def test_preset_from_a_yaml_path(tmp_path):
+    path = tmp_path / "mine.yaml"
+    path.write_text("extends: smoke\nnum_workers: 1\n")
+    cfg = resolve_config(str(path), ["--backend=synthetic"])
+    assert cfg.num_workers == 1 and cfg.experiment == "mine" and cfg.batch_size == 500
+
+
+@pytest.mark.parametrize(
+    ("preset", "overrides", "message"),
+    [
+        ("nope", [], "unknown preset 'nope'; valid presets: default, impala-seed, smoke"),
+        ("smoke", ["--learning_rat=1"], "unknown option 'learning_rat' in the command line"),
+        ("smoke", ["--learning_rate=fast"], "bad value for learning_rate: 'fast' (expected float)"),
+        ("smoke", ["--with_vtrace=yes"], "bad value for with_vtrace: 'yes'"),
+        ("smoke", ["--backend=gpu"], "bad value for backend: 'gpu' (choose from auto, cyborg, sim, synthetic)"),
+        ("smoke", ["learning_rate=1"], "override 'learning_rate=1' must look like --name=value"),
+        ("smoke", ["--backend=synthetic", "--normalize_returns=True"], "needs normalize_returns=False"),
+    ],
+)
+def test_bad_input_is_one_clear_error(preset, overrides, message):
+    with pytest.raises(UsageError) as excinfo:
+        resolve_config(preset, overrides)
+    assert message in str(excinfo.value) and "\n" not in str(excinfo.value)
+
+
+def test_unwritable_run_directory(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    cfg = resolve_config("smoke", ["--backend=synthetic", f"--train_dir={blocker}/runs"])
+    with pytest.raises(UsageError, match="cannot write the run directory"):
+        check_run_dir(cfg)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["nope"], "unknown preset 'nope'"),
+        (["smoke", "--bogus=1"], "unknown option 'bogus'"),
+        (["smoke", "--num_workers=two"], "bad value for num_workers"),
+        (["smoke", "--backend=synthetic", "--train_dir=/dev/null/runs"], "cannot write the run directory"),
+    ],
+)
+def test_train_sh_reports_one_line_and_fails(args, message):
+    result = subprocess.run([str(REPO / "train.sh"), *args], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    # third-party import notices (e.g. gym's, when CybORG is installed) may precede it; ours is one line, last
+    errors = [line for line in result.stderr.splitlines() if line.startswith("cage-sf: error:")]
+    assert len(errors) == 1 and message in errors[0] and result.stderr.strip().endswith(errors[0])
