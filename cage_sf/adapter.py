@@ -92,7 +92,7 @@ class CC4SampleFactoryEnv(gym.Env):
         else:
             self._episode.record(team_reward, int(obs[cc4.AGENTS[0]][cc4.PHASE_INDEX]))
             self._busy = self._backend.busy_agents()
-            for agent, agent_info in zip(cc4.AGENTS, infos):
+            for agent, agent_info in zip(cc4.AGENTS, infos, strict=True):
                 agent_info["is_active"] = agent not in self._busy
             encoded = self._encode(obs, info)
 
@@ -110,7 +110,7 @@ class CC4SampleFactoryEnv(gym.Env):
     def _backend_actions(self, actions) -> dict[str, int]:
         """Busy agents submit nothing (CybORG would drop it and still charge Restore); padding maps to Sleep."""
         submitted = {}
-        for agent, action in zip(cc4.AGENTS, actions):
+        for agent, action in zip(cc4.AGENTS, actions, strict=True):
             if agent in self._busy:
                 continue
             action = int(action)

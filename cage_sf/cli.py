@@ -11,7 +11,9 @@ from cage_sf.errors import UsageError
 def _parser() -> argparse.ArgumentParser:
     from cage_sf.presets import available_presets
 
-    parser = argparse.ArgumentParser(prog="cage-sf", description="Train CAGE Challenge 4 blue agents with Sample Factory.")
+    parser = argparse.ArgumentParser(
+        prog="cage-sf", description="Train CAGE Challenge 4 blue agents with Sample Factory."
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     train = commands.add_parser(
         "train",

@@ -19,11 +19,16 @@ ENV_NAME = "cc4"
 
 def add_cc4_env_args(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("CC4")
-    group.add_argument("--backend", default="auto", choices=BACKENDS,
-                       help="auto = real CybORG when importable, else our simulator")
+    group.add_argument(
+        "--backend", default="auto", choices=BACKENDS, help="auto = real CybORG when importable, else our simulator"
+    )
     group.add_argument("--episode_steps", default=500, type=int, help="CC4 episode length (evaluation: 500)")
-    group.add_argument("--step_timeout_s", default=30.0, type=float,
-                       help="an env step slower than this ends the episode as a fault and the env is rebuilt")
+    group.add_argument(
+        "--step_timeout_s",
+        default=30.0,
+        type=float,
+        help="an env step slower than this ends the episode as a fault and the env is rebuilt",
+    )
 
 
 def make_cc4_env(full_env_name: str, cfg, env_config=None, render_mode: str | None = None) -> CC4SampleFactoryEnv:

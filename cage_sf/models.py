@@ -39,8 +39,10 @@ class CC4ActorCritic(ActorCritic):
     def __init__(self, obs_space: ObsSpace, action_space: ActionSpace, cfg: Config):
         super().__init__(obs_space, action_space, cfg)
         if cfg.actor_critic_share_weights or cfg.use_rnn:
-            raise UsageError("the CC4 model is feed-forward with a separate value network: "
-                             "set actor_critic_share_weights=False and use_rnn=False")
+            raise UsageError(
+                "the CC4 model is feed-forward with a separate value network: "
+                "set actor_critic_share_weights=False and use_rnn=False"
+            )
         hidden = list(cfg.encoder_mlp_layers)
         kinds = (cc4.SMALL, cc4.LARGE)
         self.actors = nn.ModuleList(mlp(cc4.OBS_SIZE[k], hidden, cc4.NUM_ACTIONS[k], cfg) for k in kinds)
@@ -82,7 +84,9 @@ class CC4ActorCritic(ActorCritic):
         self._maybe_sample_actions(sample_actions, result)
         return result
 
-    def forward(self, normalized_obs_dict: dict[str, Tensor], rnn_states: Tensor, values_only: bool = False) -> TensorDict:
+    def forward(
+        self, normalized_obs_dict: dict[str, Tensor], rnn_states: Tensor, values_only: bool = False
+    ) -> TensorDict:
         x, new_rnn_states = self.forward_core(self.forward_head(normalized_obs_dict), rnn_states)
         result = self.forward_tail(x, values_only, sample_actions=True)
         result["new_rnn_states"] = new_rnn_states

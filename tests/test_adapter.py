@@ -46,7 +46,7 @@ def test_observations_are_padded_and_typed():
     env, _ = make_env()
     obs, infos = env.reset(seed=0)
     assert len(obs) == len(infos) == 5
-    for agent, o in zip(cc4.AGENTS, obs):
+    for agent, o in zip(cc4.AGENTS, obs, strict=True):
         kind = cc4.agent_type(agent)
         assert env.observation_space.contains(o)
         assert o["agent_type"][0] == kind
@@ -73,8 +73,13 @@ def test_padding_actions_become_sleep():
     env, backends = make_env()
     env.reset(seed=0)
     env.step([241, 100, 82, 0, 241])
-    assert backends[0].submitted[0] == {"blue_agent_0": 49, "blue_agent_1": 49, "blue_agent_2": 49,
-                                        "blue_agent_3": 0, "blue_agent_4": 241}
+    assert backends[0].submitted[0] == {
+        "blue_agent_0": 49,
+        "blue_agent_1": 49,
+        "blue_agent_2": 49,
+        "blue_agent_3": 0,
+        "blue_agent_4": 241,
+    }
 
 
 def test_episode_auto_resets_with_evaluation_style_stats():
@@ -88,7 +93,7 @@ def test_episode_auto_resets_with_evaluation_style_stats():
     # evaluation.py sums the mean blue reward of every step except the final one (k = 1..498)
     assert stats["cc4/eval_return"] == pytest.approx(sum(backend.team_rewards[:498]))
     for phase in range(3):
-        expected = sum(r for r, p in zip(backend.team_rewards[:498], backend.phases) if p == phase)
+        expected = sum(r for r, p in zip(backend.team_rewards[:498], backend.phases[:498], strict=True) if p == phase)
         assert stats[f"cc4/reward_phase_{phase}"] == pytest.approx(expected)
     assert stats["cc4/env_fault"] == 0 and infos[0]["true_objective"] == stats["cc4/eval_return"]
     assert obs[0]["obs"][cc4.PHASE_INDEX] == 0  # the new episode's first observation

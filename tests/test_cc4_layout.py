@@ -24,5 +24,5 @@ def test_action_layout_matches_cyborg_labels():
         labels = env.action_labels(agent)
         commands = cc4.action_commands(cc4.agent_type(agent))
         assert len(labels) == len(commands) == env.action_space(agent).n
-        for label, command in zip(labels, commands):
+        for label, command in zip(labels, commands, strict=True):
             assert command in label, (agent, label, command)

@@ -1,5 +1,4 @@
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -34,8 +33,16 @@ def test_impala_seed_hyperparameters():
 
 def test_extends_and_overrides_win():
     assert load_preset("smoke")["learning_rate"] == load_preset("impala-seed")["learning_rate"]
-    cfg = resolve_config("smoke", ["--backend=synthetic", "--learning_rate=0.001", "--encoder_mlp_layers=64,32",
-                                   "--rollout=20", "--with_wandb=True"])
+    cfg = resolve_config(
+        "smoke",
+        [
+            "--backend=synthetic",
+            "--learning_rate=0.001",
+            "--encoder_mlp_layers=64,32",
+            "--rollout=20",
+            "--with_wandb=True",
+        ],
+    )
     assert cfg.learning_rate == 0.001 and cfg.encoder_mlp_layers == [64, 32] and cfg.with_wandb
     assert cfg.recurrence == 20
 

@@ -50,9 +50,10 @@ def test_unreadable_checkpoint_fails_loudly(tmp_path):
 
 def test_fixes_reach_spawned_processes():
     """SF's children get the registered env and model functions by unpickling the global context."""
+    from sample_factory.algo.utils.context import sf_global_context
+
     import cage_sf.env_registry  # noqa: F401
     import cage_sf.models  # noqa: F401
-    from sample_factory.algo.utils.context import sf_global_context
 
     child = (
         "import pickle, sys\n"
@@ -62,6 +63,11 @@ def test_fixes_reach_spawned_processes():
         "print(Learner.load_checkpoint.__module__, hasattr(Learner._record_summaries, '__wrapped__'),\n"
         "      hasattr(Runner._update_stats_and_print_report, '__wrapped__'))\n"
     )
-    out = subprocess.run([sys.executable, "-c", child], input=pickle.dumps(sf_global_context()),
-                         capture_output=True, timeout=120, check=True).stdout.decode()
+    out = subprocess.run(
+        [sys.executable, "-c", child],
+        input=pickle.dumps(sf_global_context()),
+        capture_output=True,
+        timeout=120,
+        check=True,
+    ).stdout.decode()
     assert out.split() == ["cage_sf.sf_compat", "True", "True"]

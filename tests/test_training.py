@@ -69,8 +69,14 @@ def test_smoke_logs_evaluation_style_return_and_vtrace_summaries(smoke_run):
 
 def test_train_for_seconds_stops_the_run(tmp_path):
     started = time.monotonic()
-    result = train("smoke", "--backend=synthetic", f"--train_dir={tmp_path}", "--train_for_seconds=15",
-                   "--train_for_env_steps=1000000000", timeout=240)
+    result = train(
+        "smoke",
+        "--backend=synthetic",
+        f"--train_dir={tmp_path}",
+        "--train_for_seconds=15",
+        "--train_for_env_steps=1000000000",
+        timeout=240,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "Stopping: reached train_for_seconds=15" in result.stderr + result.stdout
     assert time.monotonic() - started < 200
@@ -82,8 +88,13 @@ def test_train_for_seconds_stops_the_run(tmp_path):
 def test_killed_run_resumes_from_last_checkpoint(tmp_path, backend, total_steps):
     """`kill` mid-run (after a best checkpoint, whose numpy score torch>=2.6 refuses to load), then the same
     command again: train step and env steps continue from the last checkpoint."""
-    command = [str(REPO / "train.sh"), "smoke", f"--backend={backend}", f"--train_dir={tmp_path}",
-               f"--train_for_env_steps={total_steps}"]
+    command = [
+        str(REPO / "train.sh"),
+        "smoke",
+        f"--backend={backend}",
+        f"--train_dir={tmp_path}",
+        f"--train_for_env_steps={total_steps}",
+    ]
     run_dir = tmp_path / "smoke"
     first = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 400

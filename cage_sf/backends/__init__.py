@@ -72,6 +72,6 @@ def make_backend(name: str, seed: int | None = None, steps: int = 500, **kwargs:
 
         return SyntheticBackend(seed=seed, steps=steps)
     raise UsageError(
-        "the 'sim' backend (our own CC4 simulator) is not part of this version yet; "
-        f"use --backend=cyborg ({CYBORG_INSTALL_HINT.split(':')[0]} here) or --backend=synthetic for a shape-only test env"
+        "the 'sim' backend (our own CC4 simulator) is not part of this version yet: install CybORG "
+        "(see README, 'Real CybORG') and use --backend=cyborg, or --backend=synthetic for a shape-only test env"
     )
