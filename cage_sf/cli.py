@@ -23,6 +23,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     train.add_argument("preset", help=f"one of: {', '.join(available_presets())}, or a path to a YAML preset")
     train.add_argument("overrides", nargs=argparse.REMAINDER, help="--name=value ...")
+    commands.add_parser("options", help="list every option a preset or override may set, with its default")
     return parser
 
 
@@ -33,6 +34,10 @@ def main(argv: list[str] | None = None) -> int:
             from cage_sf.train import train
 
             return train(args.preset, args.overrides)
+        if args.command == "options":
+            from cage_sf.presets import build_parser
+
+            build_parser().print_help()
     except UsageError as exc:
         print(f"cage-sf: error: {exc}", file=sys.stderr)
         return 2

@@ -90,7 +90,7 @@ def to_argv(values: dict[str, Any], parser: argparse.ArgumentParser, source: str
     for key, value in values.items():
         action = parser._option_string_actions.get(f"--{key}")
         if action is None:
-            raise UsageError(f"unknown option {key!r} in {source}; see `cage-sf train --help` for valid names")
+            raise UsageError(f"unknown option {key!r} in {source}; `cage-sf options` lists the valid names")
         if value is None:
             continue
         strings = _as_strings(action, value)

@@ -1,0 +1,102 @@
+"""Training throughput vs raw env throughput, measured in one run on the same machine.
+
+    python bench/train_throughput.py --backend=cyborg --workers=2 --seconds=120
+
+1. raw: `workers` processes step the backend with uniformly random valid actions for `seconds`;
+2. train: Sample Factory trains (preset, `--num_workers=workers`) for `seconds`; its steady-state rate is
+   read from the run's own frame counter (start-up excluded).
+Both count agent steps (5 per env step). The last line printed is one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parent.parent
+AGENTS_PER_ENV = 5
+
+
+def raw_worker(backend: str, seconds: float, seed: int) -> int:
+    """Env steps done in `seconds` with random valid actions (construction and reset excluded)."""
+    from cage_sf.backends import make_backend
+
+    env = make_backend(backend, seed=seed)
+    rng = np.random.default_rng(seed)
+    _, info = env.reset(seed=seed)
+    valid = {agent: np.flatnonzero(info[agent]["action_mask"]) for agent in info}
+    steps, deadline = 0, time.perf_counter() + seconds
+    while time.perf_counter() < deadline:
+        actions = {agent: int(rng.choice(valid[agent])) for agent in valid}
+        _, _, terminated, truncated, info = env.step(actions)
+        steps += 1
+        if any(terminated.values()) or any(truncated.values()):
+            _, info = env.reset()
+            valid = {agent: np.flatnonzero(info[agent]["action_mask"]) for agent in info}
+    return steps
+
+
+def raw_agent_steps_per_s(backend: str, workers: int, seconds: float) -> float:
+    with mp.get_context("spawn").Pool(workers) as pool:
+        steps = pool.starmap(raw_worker, [(backend, seconds, seed) for seed in range(workers)])
+    return AGENTS_PER_ENV * sum(steps) / seconds
+
+
+FRAMES = re.compile(r"\[(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d+)\].*Total num frames: (\d+)")
+
+
+def steady_state_rate(log: str) -> float:
+    """Frames per second between the first report with frames > 0 and the last report."""
+    points = [(datetime.strptime(t, "%Y-%m-%d %H:%M:%S,%f").timestamp(), int(n)) for t, n in FRAMES.findall(log)]
+    points = [p for p in points if p[1] > 0]
+    if len(points) < 2:
+        raise RuntimeError("training reported fewer than two frame counts; run longer (--seconds)")
+    (t0, n0), (t1, n1) = points[0], points[-1]
+    return (n1 - n0) / (t1 - t0)
+
+
+def train_agent_steps_per_s(backend: str, workers: int, seconds: float, preset: str) -> float:
+    with tempfile.TemporaryDirectory() as train_dir:
+        command = [
+            sys.executable, "-m", "cage_sf", "train", preset, f"--backend={backend}", f"--num_workers={workers}",
+            f"--train_dir={train_dir}", f"--train_for_seconds={int(seconds)}", "--train_for_env_steps=10000000000",
+        ]  # fmt: skip
+        result = subprocess.run(command, cwd=REPO, capture_output=True, text=True)
+        if result.returncode != 0:
+            raise RuntimeError(f"training failed:\n{result.stderr[-3000:]}")
+        return steady_state_rate(result.stdout + result.stderr)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--backend", default="cyborg", choices=["cyborg", "sim", "synthetic"])
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--seconds", type=float, default=120)
+    parser.add_argument("--preset", default="impala-seed")
+    args = parser.parse_args()
+
+    print(f"raw: {args.workers} processes stepping {args.backend} for {args.seconds:.0f}s ...", flush=True)
+    raw = raw_agent_steps_per_s(args.backend, args.workers, args.seconds)
+    print(f"raw: {raw:.1f} agent-steps/s", flush=True)
+    print(f"train: preset {args.preset}, {args.workers} workers, {args.seconds:.0f}s ...", flush=True)
+    trained = train_agent_steps_per_s(args.backend, args.workers, args.seconds, args.preset)
+    print(f"train: {trained:.1f} agent-steps/s", flush=True)
+    print(json.dumps({
+        "backend": args.backend, "workers": args.workers, "seconds": args.seconds, "preset": args.preset,
+        "train_agent_steps_per_s": round(trained, 1), "raw_agent_steps_per_s": round(raw, 1),
+        "ratio": round(trained / raw, 3),
+    }))  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
