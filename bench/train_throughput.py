@@ -17,38 +17,18 @@ import re
 import subprocess
 import sys
 import tempfile
-import time
 from datetime import datetime
 from pathlib import Path
 
-import numpy as np
+from stepping import env_steps_in
 
 REPO = Path(__file__).resolve().parent.parent
 AGENTS_PER_ENV = 5
 
 
-def raw_worker(backend: str, seconds: float, seed: int) -> int:
-    """Env steps done in `seconds` with random valid actions (construction and reset excluded)."""
-    from cage_sf.backends import make_backend
-
-    env = make_backend(backend, seed=seed)
-    rng = np.random.default_rng(seed)
-    _, info = env.reset(seed=seed)
-    valid = {agent: np.flatnonzero(info[agent]["action_mask"]) for agent in info}
-    steps, deadline = 0, time.perf_counter() + seconds
-    while time.perf_counter() < deadline:
-        actions = {agent: int(rng.choice(valid[agent])) for agent in valid}
-        _, _, terminated, truncated, info = env.step(actions)
-        steps += 1
-        if any(terminated.values()) or any(truncated.values()):
-            _, info = env.reset()
-            valid = {agent: np.flatnonzero(info[agent]["action_mask"]) for agent in info}
-    return steps
-
-
 def raw_agent_steps_per_s(backend: str, workers: int, seconds: float) -> float:
     with mp.get_context("spawn").Pool(workers) as pool:
-        steps = pool.starmap(raw_worker, [(backend, seconds, seed) for seed in range(workers)])
+        steps = pool.starmap(env_steps_in, [(backend, "random", seconds, seed) for seed in range(workers)])
     return AGENTS_PER_ENV * sum(steps) / seconds
 
 
