@@ -1,6 +1,6 @@
 """Simulator speed vs real CybORG, one core each, in one run.
 
-    python bench/env_speed.py --seconds=30 [--policy=random|sleep]
+    python bench/env_speed.py --seconds=30 [--policy=random-valid|sleep|...]
 
 Steps our simulator, then (when it is installed) CybORG, for `seconds` each in this process with the
 same scripted blue policy. The last line printed is one JSON object.
@@ -19,7 +19,7 @@ from cage_sf.backends import cyborg_available
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=float, default=30)
-    parser.add_argument("--policy", default="random", help="sleep, random (valid actions) or module:function")
+    parser.add_argument("--policy", default="random-valid", help="a policy name of cage_sf.policies")
     args = parser.parse_args()
 
     rates = {}

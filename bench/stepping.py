@@ -13,7 +13,7 @@ from cage_sf.policies import load_policy
 def env_steps_in(backend: str, policy: str, seconds: float, seed: int = 0) -> int:
     """Env steps done in `seconds` (construction and the first reset excluded; later resets included)."""
     env = make_backend(backend, seed=seed)
-    act = load_policy(policy)
+    act = load_policy(policy)()
     rng = np.random.default_rng(seed)
     obs, info = env.reset(seed=seed)
     masks = {agent: np.asarray(info[agent]["action_mask"]) for agent in info}
@@ -23,5 +23,6 @@ def env_steps_in(backend: str, policy: str, seconds: float, seed: int = 0) -> in
         steps += 1
         if any(terminated.values()) or any(truncated.values()):
             obs, info = env.reset()
+            act = load_policy(policy)()
             masks = {agent: np.asarray(info[agent]["action_mask"]) for agent in info}
     return steps

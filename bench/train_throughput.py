@@ -32,7 +32,7 @@ AGENTS_PER_ENV = 5
 
 def raw_agent_steps_per_s(backend: str, workers: int, seconds: float) -> float:
     with mp.get_context("spawn").Pool(workers) as pool:
-        steps = pool.starmap(env_steps_in, [(backend, "random", seconds, seed) for seed in range(workers)])
+        steps = pool.starmap(env_steps_in, [(backend, "random-valid", seconds, seed) for seed in range(workers)])
     return AGENTS_PER_ENV * sum(steps) / seconds
 
 

@@ -15,6 +15,8 @@ HOST_SLOTS = (16, 48)  # host-targeted action slots by agent type
 SUBNETS = (1, 3)  # defended subnets by agent type
 MESSAGE_LENGTH = 8
 PHASE_INDEX = 0  # observation element holding the mission phase (0, 1, 2)
+SUBNET_BLOCK = 59  # observation elements per defended subnet, after the phase (CC4_SPEC §4.1)
+PROCESS_FLAGS, CONNECTION_FLAGS = 27, 43  # offsets of the 16 per-host flags inside a subnet block
 EPISODE_STEPS = 500
 
 # Blue action durations in env steps (CC4_SPEC §4.2).
@@ -57,6 +59,11 @@ def action_commands(kind: int) -> list[str]:
 
 def sleep_action(kind: int) -> int:
     return action_commands(kind).index("Sleep")
+
+
+def action_index(kind: int, command: str, slot: int = 0) -> int:
+    """Index of `command` on host slot (or traffic slot) `slot` for an agent type."""
+    return action_commands(kind).index(command) + slot
 
 
 def action_durations(kind: int) -> np.ndarray:

@@ -1,12 +1,22 @@
-"""Scripted blue policies for benchmarks and parity runs: `sleep`, `random` or `module:function`.
+"""Scripted blue policies for benchmarks and parity runs.
 
-A policy maps (observations, action masks, rng) to one action index per agent; it may be called for
+`load_policy(name)` returns a factory: call it for a fresh policy at the start of each episode. A policy
+maps (observations, action masks, rng) to one action index per agent; it is called every step, also for
 agents that are busy (the backend then drops the action, as CybORG does).
+
+  sleep          every agent sleeps
+  random         every agent draws uniformly from its whole action space, masked indices included
+                 (the `random` policy of CC4_SPEC §11)
+  random-valid   a uniformly random unmasked action
+  remove-restore reactive: Remove a host whose malicious-process flag is up, Restore it if it comes back
+  restore-decoy  reactive: decoys on every server first, then Restore any host whose process flag is up
+  module:function  your own policy function, or a class whose instances are policies
 """
 
 from __future__ import annotations
 
 import importlib
+import inspect
 from collections.abc import Callable
 
 import numpy as np
@@ -16,28 +26,99 @@ from cage_sf.errors import UsageError
 
 Policy = Callable[[dict[str, np.ndarray], dict[str, np.ndarray], np.random.Generator], dict[str, int]]
 
-_SLEEP = {agent: cc4.sleep_action(cc4.agent_type(agent)) for agent in cc4.AGENTS}
+_KIND = {agent: cc4.agent_type(agent) for agent in cc4.AGENTS}
+_SLEEP = {agent: cc4.sleep_action(kind) for agent, kind in _KIND.items()}
 
 
 def sleep(obs: dict[str, np.ndarray], masks: dict[str, np.ndarray], rng: np.random.Generator) -> dict[str, int]:
     return dict(_SLEEP)
 
 
+def random_any(obs: dict[str, np.ndarray], masks: dict[str, np.ndarray], rng: np.random.Generator) -> dict[str, int]:
+    return {agent: int(rng.integers(cc4.NUM_ACTIONS[kind])) for agent, kind in sorted(_KIND.items())}
+
+
 def random_valid(obs: dict[str, np.ndarray], masks: dict[str, np.ndarray], rng: np.random.Generator) -> dict[str, int]:
-    """A uniformly random unmasked action for every agent."""
     return {agent: int(rng.choice(np.flatnonzero(masks[agent]))) for agent in cc4.AGENTS}
 
 
-BUILTIN: dict[str, Policy] = {"sleep": sleep, "random": random_valid}
+def process_flags(vector: np.ndarray, kind: int) -> np.ndarray:
+    """The malicious-process flag of every host slot of an agent, in action-slot order."""
+    blocks = [1 + b * cc4.SUBNET_BLOCK + cc4.PROCESS_FLAGS for b in range(cc4.SUBNETS[kind])]
+    return np.concatenate([vector[start : start + 16] for start in blocks])
 
 
-def load_policy(name: str) -> Policy:
+class ReactiveDefender:
+    """Base of the reactive policies: remembers its own in-flight actions, so it never submits while busy
+    (CybORG would drop the action and still charge a Restore)."""
+
+    def __init__(self) -> None:
+        self._step = 0
+        self._free_at = dict.fromkeys(cc4.AGENTS, 0)
+        self._durations = [cc4.action_durations(kind) for kind in (cc4.SMALL, cc4.LARGE)]
+
+    def __call__(self, obs: dict[str, np.ndarray], masks: dict[str, np.ndarray], rng) -> dict[str, int]:
+        actions = dict(_SLEEP)
+        for agent, kind in _KIND.items():
+            if self._step >= self._free_at[agent]:
+                actions[agent] = self.choose(agent, kind, process_flags(obs[agent], kind), masks[agent])
+                self._free_at[agent] = self._step + int(self._durations[kind][actions[agent]])
+        self._step += 1
+        return actions
+
+    def choose(self, agent: str, kind: int, flagged: np.ndarray, mask: np.ndarray) -> int:
+        raise NotImplementedError
+
+
+class RemoveRestore(ReactiveDefender):
+    def __init__(self) -> None:
+        super().__init__()
+        self._removed = {agent: set() for agent in cc4.AGENTS}
+
+    def choose(self, agent: str, kind: int, flagged: np.ndarray, mask: np.ndarray) -> int:
+        for slot in np.flatnonzero(flagged):
+            if slot in self._removed[agent]:
+                self._removed[agent].discard(slot)
+                return cc4.action_index(kind, "Restore", slot)
+            self._removed[agent].add(slot)
+            return cc4.action_index(kind, "Remove", slot)
+        return _SLEEP[agent]
+
+
+class RestoreDecoy(ReactiveDefender):
+    def __init__(self) -> None:
+        super().__init__()
+        self._decoyed = {agent: set() for agent in cc4.AGENTS}
+
+    def choose(self, agent: str, kind: int, flagged: np.ndarray, mask: np.ndarray) -> int:
+        if flagged.any():
+            return cc4.action_index(kind, "Restore", int(np.flatnonzero(flagged)[0]))
+        decoy = cc4.action_index(kind, "DeployDecoy")
+        servers = [s for b in range(cc4.SUBNETS[kind]) for s in range(16 * b, 16 * b + 6)]
+        for slot in servers:
+            if mask[decoy + slot] and slot not in self._decoyed[agent]:
+                self._decoyed[agent].add(slot)
+                return decoy + slot
+        return _SLEEP[agent]
+
+
+BUILTIN: dict[str, Callable[[], Policy]] = {
+    "sleep": lambda: sleep,
+    "random": lambda: random_any,
+    "random-valid": lambda: random_valid,
+    "remove-restore": RemoveRestore,
+    "restore-decoy": RestoreDecoy,
+}
+
+
+def load_policy(name: str) -> Callable[[], Policy]:
     if name in BUILTIN:
         return BUILTIN[name]
-    module_name, _, function = name.partition(":")
-    if not function:
+    module_name, _, attribute = name.partition(":")
+    if not attribute:
         raise UsageError(f"unknown policy {name!r}: use {', '.join(BUILTIN)} or module:function")
     try:
-        return getattr(importlib.import_module(module_name), function)
+        found = getattr(importlib.import_module(module_name), attribute)
     except (ImportError, AttributeError) as exc:
         raise UsageError(f"cannot load policy {name!r}: {exc}") from None
+    return found if inspect.isclass(found) else lambda: found

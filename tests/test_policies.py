@@ -6,20 +6,65 @@ from cage_sf.backends import make_backend
 from cage_sf.errors import UsageError
 from cage_sf.policies import load_policy
 
+SLEEP = {a: cc4.sleep_action(cc4.agent_type(a)) for a in cc4.AGENTS}
 
-def test_random_policy_picks_only_valid_actions():
+
+@pytest.fixture
+def episode_start():
     env = make_backend("synthetic", seed=0)
     obs, info = env.reset(seed=0)
-    masks = {a: np.asarray(info[a]["action_mask"]) for a in cc4.AGENTS}
-    act, rng = load_policy("random"), np.random.default_rng(0)
+    return obs, {a: np.asarray(info[a]["action_mask"]) for a in cc4.AGENTS}
+
+
+def quiet_obs(flagged: dict[str, int] | None = None) -> dict[str, np.ndarray]:
+    """Observations with no flags but a malicious-process flag on host slot `flagged[agent]`."""
+    obs = {a: np.zeros(cc4.OBS_SIZE[cc4.agent_type(a)], np.int64) for a in cc4.AGENTS}
+    for agent, slot in (flagged or {}).items():
+        block, index = divmod(slot, 16)
+        obs[agent][1 + block * cc4.SUBNET_BLOCK + cc4.PROCESS_FLAGS + index] = 1
+    return obs
+
+
+def test_random_valid_picks_only_valid_actions(episode_start):
+    obs, masks = episode_start
+    act, rng = load_policy("random-valid")(), np.random.default_rng(0)
     chosen = {a: {act(obs, masks, rng)[a] for _ in range(300)} for a in cc4.AGENTS}
     for agent in cc4.AGENTS:
         assert masks[agent][sorted(chosen[agent])].all() and len(chosen[agent]) > 20
 
 
-def test_sleep_policy_and_module_function_policies():
-    assert load_policy("sleep")({}, {}, None) == {a: cc4.sleep_action(cc4.agent_type(a)) for a in cc4.AGENTS}
-    assert load_policy("cage_sf.policies:sleep") is load_policy("sleep")
+def test_random_draws_from_the_whole_space_like_the_reference(episode_start):
+    obs, masks = episode_start
+    act = load_policy("random")()
+    first = act(obs, masks, np.random.default_rng(10000))
+    rng = np.random.default_rng(10000)
+    assert first == {a: int(rng.integers(cc4.NUM_ACTIONS[cc4.agent_type(a)])) for a in sorted(cc4.AGENTS)}
+
+
+def test_remove_then_restore_and_never_submit_while_busy(episode_start):
+    _, masks = episode_start
+    act = load_policy("remove-restore")()
+    remove, restore = cc4.action_index(0, "Remove", 3), cc4.action_index(0, "Restore", 3)
+    flagged = quiet_obs({"blue_agent_0": 3})
+    assert act(flagged, masks, None)["blue_agent_0"] == remove
+    assert [act(flagged, masks, None)["blue_agent_0"] for _ in range(2)] == [SLEEP["blue_agent_0"]] * 2  # Remove: 3
+    assert act(flagged, masks, None)["blue_agent_0"] == restore
+    assert act(quiet_obs(), masks, None) == SLEEP | {"blue_agent_0": SLEEP["blue_agent_0"]}
+
+
+def test_restore_decoy_deploys_decoys_on_servers_then_restores(episode_start):
+    _, masks = episode_start
+    act = load_policy("restore-decoy")()
+    first = act(quiet_obs(), masks, None)
+    assert first["blue_agent_4"] == cc4.action_index(1, "DeployDecoy", 0)  # ADM server_host_0 always exists
+    act(quiet_obs(), masks, None)  # DeployDecoy takes 2 steps
+    restore = act(quiet_obs({"blue_agent_4": 40}), masks, None)["blue_agent_4"]
+    assert restore == cc4.action_index(1, "Restore", 40)
+
+
+def test_module_function_and_class_policies():
+    assert load_policy("cage_sf.policies:sleep")()({}, {}, None) == SLEEP
+    assert type(load_policy("cage_sf.policies:RemoveRestore")()).__name__ == "RemoveRestore"
 
 
 @pytest.mark.parametrize(("name", "message"), [("nope", "unknown policy"), ("os:nope", "cannot load policy")])
