@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+from pathlib import Path
 
 from cage_sf.errors import UsageError
 
@@ -24,6 +26,23 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("preset", help=f"one of: {', '.join(available_presets())}, or a path to a YAML preset")
     train.add_argument("overrides", nargs=argparse.REMAINDER, help="--name=value ...")
     commands.add_parser("options", help="list every option a preset or override may set, with its default")
+    parity = commands.add_parser("parity", help="our simulator against real CybORG on CC4_SPEC §11's statistics")
+    parity.add_argument(
+        "--policy",
+        default="sleep",
+        help="sleep, random, random-valid, remove-restore, restore-decoy or module:function (see cage_sf/policies.py)",
+    )
+    parity.add_argument("--episodes", type=int, default=100, help="CybORG episodes (about 20 s each)")
+    parity.add_argument("--sim-episodes", type=int, help="simulator episodes (default: 10x --episodes)")
+    parity.add_argument("--margin", type=float, default=350.0, help="TOST equivalence margin for the return")
+    parity.add_argument("--out", type=Path, help="JSON report (default: parity_<policy>.json)")
+    parity.add_argument("--workers", type=int, default=os.cpu_count(), help="parallel episode processes")
+    parity.add_argument(
+        "--cache-dir",
+        type=Path,
+        default=Path.home() / ".cache" / "cage-sf" / "parity",
+        help="where CybORG episodes are cached",
+    )
     return parser
 
 
@@ -34,6 +53,12 @@ def main(argv: list[str] | None = None) -> int:
             from cage_sf.train import train
 
             return train(args.preset, args.overrides)
+        if args.command == "parity":
+            from cage_sf.parity import run_parity
+
+            out = args.out or Path(f"parity_{args.policy.replace(':', '_')}.json")
+            sim_episodes = args.sim_episodes or 10 * args.episodes
+            run_parity(args.policy, args.episodes, sim_episodes, args.margin, out, args.workers, args.cache_dir)
         if args.command == "options":
             from cage_sf.presets import build_parser
 

@@ -7,7 +7,7 @@ A backend is a structured multi-agent env (dicts keyed by agent name, per-agent 
 from __future__ import annotations
 
 import importlib.util
-from typing import Any, Protocol
+from typing import Protocol
 
 import numpy as np
 from gymnasium import spaces
@@ -61,7 +61,7 @@ def resolve_backend(name: str) -> str:
     return name
 
 
-def make_backend(name: str, seed: int | None = None, steps: int = 500, **kwargs: Any) -> CC4Env:
+def make_backend(name: str, seed: int | None = None, steps: int = 500) -> CC4Env:
     name = resolve_backend(name)
     if name == "cyborg":
         from cage_sf.backends.cyborg import CybORGBackend
@@ -71,7 +71,6 @@ def make_backend(name: str, seed: int | None = None, steps: int = 500, **kwargs:
         from cage_sf.backends.synthetic import SyntheticBackend
 
         return SyntheticBackend(seed=seed, steps=steps)
-    raise UsageError(
-        "the 'sim' backend (our own CC4 simulator) is not part of this version yet: install CybORG "
-        "(see README, 'Real CybORG') and use --backend=cyborg, or --backend=synthetic for a shape-only test env"
-    )
+    from cage_sf.sim import make_cc4
+
+    return make_cc4(seed=seed, steps=steps)

@@ -1,0 +1,257 @@
+"""`cage-sf parity`: our simulator against real CybORG on the statistics of CC4_SPEC §11.
+
+Both engines play the same blue policy for N episodes (episode `s` uses engine seed `s` and policy rng
+`10000 + s`, counted like CybORG's `evaluation.py`). Every statistic gets a verdict: the means agree
+within 2 combined standard errors. The episode return also gets the gap with its 90% confidence
+interval and a TOST equivalence verdict at a margin. CybORG is the slow side: its episodes run in
+parallel processes and are cached on disk, so repeated comparisons reuse them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import multiprocessing as mp
+import os
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from statistics import NormalDist
+
+import numpy as np
+
+from cage_sf import cc4
+from cage_sf.backends import cyborg_available, make_backend
+from cage_sf.policies import load_policy
+
+STATS_VERSION = 1  # bump when a statistic's definition changes: cached episodes are then recomputed
+HOLDING_STEPS = (100, 250, 400, 499)
+DEFENDED = {  # subnet name -> (blue agent, block index inside its observation / action slots)
+    "restricted_zone_a_subnet": (0, 0),
+    "operational_zone_a_subnet": (1, 0),
+    "restricted_zone_b_subnet": (2, 0),
+    "operational_zone_b_subnet": (3, 0),
+    "admin_network_subnet": (4, 0),
+    "office_network_subnet": (4, 1),
+    "public_access_zone_subnet": (4, 2),
+}
+POPULATED = (*DEFENDED, "contractor_network_subnet")
+TERMS = ("lwf", "asf", "ria", "restore")
+
+
+class SimProbe:
+    """Reads red holdings and the reward split out of our simulator."""
+
+    def __init__(self, env) -> None:
+        from cage_sf.sim.topology import SUBNET_NAMES
+
+        self._env = env
+        self._names = SUBNET_NAMES
+
+    def reward_terms(self, team_reward: float) -> tuple[float, float, float, float]:
+        t = self._env.reward_terms
+        return t.local_work, t.access, t.impact, t.restore_cost
+
+    def holdings(self) -> dict[str, tuple[float, float]]:
+        topo = self._env.topology
+        held, root = self._env.red.holdings(topo.num_hosts)
+        return {
+            name: (float(held[topo.subnet_hosts[s]].mean()), float(root[topo.subnet_hosts[s]].mean()))
+            for s, name in enumerate(self._names)
+            if name in POPULATED
+        }
+
+
+class CybORGProbe:
+    """Reads the same out of CybORG's state; the reward split follows its BlueRewardMachine's rules."""
+
+    def __init__(self, env) -> None:
+        self._controller = env._cyborg.environment_controller
+
+    def reward_terms(self, team_reward: float) -> tuple[float, float, float, float]:
+        from CybORG.Shared.BlueRewardMachine import BlueRewardMachine
+
+        state = self._controller.state
+        table = BlueRewardMachine.get_phase_rewards(None, state.mission_phase)
+        terms = {"LWF": 0.0, "ASF": 0.0, "RIA": 0.0}
+        for agent, actions in self._controller.action.items():
+            if not actions or not any(s.active for s in state.sessions[agent].values()):
+                continue
+            action, kind = actions[0], type(actions[0]).__name__
+            success = self._controller.observation[agent].observations[0].data["success"]
+            if "green" in agent and success == False:  # noqa: E712 - TernaryEnum compares with False
+                term = {"GreenLocalWork": "LWF", "GreenAccessService": "ASF"}.get(kind)
+                hostname = state.ip_addresses.get(getattr(action, "ip_address", None))
+            elif "red" in agent and success and kind == "Impact":
+                term, hostname = "RIA", action.hostname
+            else:
+                continue
+            if term:
+                terms[term] += table[state.hostname_subnet_map[hostname].value][term]
+        restore = team_reward - sum(terms.values())
+        return terms["LWF"], terms["ASF"], terms["RIA"], restore
+
+    def holdings(self) -> dict[str, tuple[float, float]]:
+        state = self._controller.state
+        counts = {name: [0, 0, 0] for name in POPULATED}  # hosts, any red, red root
+        for hostname, host in state.hosts.items():
+            subnet = state.hostname_subnet_map[hostname].value
+            if subnet not in counts or "router" in hostname:
+                continue
+            red = [
+                state.sessions[agent][ident]
+                for agent, idents in host.sessions.items()
+                if agent.startswith("red")
+                for ident in idents
+            ]
+            counts[subnet][0] += 1
+            counts[subnet][1] += bool(red)
+            counts[subnet][2] += any(session.username == "root" for session in red)
+        return {name: (c[1] / c[0], c[2] / c[0]) for name, c in counts.items()}
+
+
+def flag_slices(agent: int) -> list[tuple[str, int]]:
+    """(subnet, start of its 59-element block) for each subnet an agent observes."""
+    return [(name, 1 + block * cc4.SUBNET_BLOCK) for name, (a, block) in DEFENDED.items() if a == agent]
+
+
+def record_episode(engine: str, policy: str, seed: int) -> dict[str, float]:
+    """Play one evaluation-style episode and return its statistics as a flat {name: value} dict."""
+    env = make_backend(engine, seed=seed)
+    probe = SimProbe(env) if engine == "sim" else CybORGProbe(env)
+    obs, info = env.reset()
+    masks = {a: np.asarray(info[a]["action_mask"]) for a in cc4.AGENTS}
+    act, rng = load_policy(policy)(), np.random.default_rng(10000 + seed)
+    stats: dict[str, float] = {"return": 0.0}
+    stats |= {f"phase{p}/{term}": 0.0 for p in range(3) for term in ("sum", *TERMS)}
+    hosts = {}
+    for name, (agent, block) in DEFENDED.items():
+        exists = masks[cc4.AGENTS[agent]][16 * block : 16 * block + 16]
+        hosts[name] = exists
+        stats[f"topology/{name}/servers"] = float(exists[:6].sum())
+        stats[f"topology/{name}/users"] = float(exists[6:].sum())
+    flags = {f"flags/{kind}/{name}": 0.0 for name in DEFENDED for kind in ("process", "connection")}
+    steps = 0
+    for k in range(1, 501):
+        obs, rewards, terminated, truncated, _ = env.step(act(obs, masks, rng))
+        steps += 1
+        for i, agent in enumerate(cc4.AGENTS):
+            for name, start in flag_slices(i):
+                flags[f"flags/process/{name}"] += obs[agent][start + cc4.PROCESS_FLAGS :][:16] @ hosts[name]
+                flags[f"flags/connection/{name}"] += obs[agent][start + cc4.CONNECTION_FLAGS :][:16] @ hosts[name]
+        if k in HOLDING_STEPS:
+            for name, (held, root) in probe.holdings().items():
+                stats[f"holdings@{k}/{name}/any"], stats[f"holdings@{k}/{name}/root"] = held, root
+        if all(terminated[a] or truncated[a] for a in cc4.AGENTS):
+            break  # evaluation.py leaves out the reward of the step on which the episode ends
+        team_reward = float(np.mean([rewards[a] for a in cc4.AGENTS]))
+        phase = int(obs[cc4.AGENTS[0]][cc4.PHASE_INDEX])
+        stats["return"] += team_reward
+        stats[f"phase{phase}/sum"] += team_reward
+        for term, value in zip(TERMS, probe.reward_terms(team_reward), strict=True):
+            stats[f"phase{phase}/{term}"] += value
+    for key, count in flags.items():
+        stats[key] = count / (steps * hosts[key.split("/")[2]].sum())
+    return stats
+
+
+def _record(args: tuple[str, str, int, str | None]) -> dict[str, float]:
+    engine, policy, seed, cache_file = args
+    if cache_file and os.path.exists(cache_file):
+        return json.loads(Path(cache_file).read_text())
+    stats = record_episode(engine, policy, seed)
+    if cache_file:
+        Path(cache_file).parent.mkdir(parents=True, exist_ok=True)
+        Path(cache_file).write_text(json.dumps(stats))
+    return stats
+
+
+def _cyborg_version() -> str:
+    import CybORG
+
+    return str(getattr(CybORG, "CYBORG_VERSION", "unknown"))
+
+
+def cache_path(cache_dir: Path, policy: str, seed: int) -> Path:
+    key = hashlib.sha1(f"{policy}|{_cyborg_version()}|{STATS_VERSION}".encode()).hexdigest()[:12]
+    return cache_dir / f"{policy.replace(':', '_').replace('/', '_')}-{key}" / f"{seed}.json"
+
+
+def run_episodes(engine: str, policy: str, episodes: int, workers: int, cache_dir: Path | None) -> Iterator[dict]:
+    jobs = [(engine, policy, s, str(cache_path(cache_dir, policy, s)) if cache_dir else None) for s in range(episodes)]
+    with mp.get_context("spawn").Pool(workers) as pool:
+        yield from pool.imap_unordered(_record, jobs)
+
+
+def collect(engine: str, policy: str, episodes: int, workers: int, cache_dir: Path | None) -> dict[str, np.ndarray]:
+    started, rows = time.monotonic(), []
+    for row in run_episodes(engine, policy, episodes, workers, cache_dir):
+        rows.append(row)
+        elapsed = time.monotonic() - started
+        eta = elapsed / len(rows) * (episodes - len(rows))
+        print(f"\r{engine}: {len(rows)}/{episodes} episodes, {elapsed:.0f}s, ETA {eta:.0f}s", end="", file=sys.stderr)
+    print(file=sys.stderr)
+    return {key: np.array([row[key] for row in rows]) for key in rows[0]}
+
+
+def mean_sem(values: np.ndarray) -> tuple[float, float]:
+    return float(values.mean()), float(values.std(ddof=1) / math.sqrt(len(values)))
+
+
+def compare(sim: dict[str, np.ndarray], cyborg: dict[str, np.ndarray] | None, margin: float) -> dict:
+    """Per statistic: both means and SEMs and the 2-SEM verdict; for the return also the gap's 90% CI and TOST."""
+    rows = {}
+    for key, values in sim.items():
+        row = dict(zip(("sim_mean", "sim_sem"), mean_sem(values), strict=True))
+        if cyborg is not None:
+            row |= dict(zip(("cyborg_mean", "cyborg_sem"), mean_sem(cyborg[key]), strict=True))
+            gap, se = row["sim_mean"] - row["cyborg_mean"], math.hypot(row["sim_sem"], row["cyborg_sem"])
+            row |= {"gap": gap, "within_2_sem": abs(gap) <= 2 * se or gap == 0}
+        rows[key] = row
+    report = {"statistics": rows}
+    if cyborg is not None:
+        ret = rows["return"]
+        z = NormalDist().inv_cdf(0.95)
+        se = math.hypot(ret["sim_sem"], ret["cyborg_sem"])
+        low, high = ret["gap"] - z * se, ret["gap"] + z * se
+        equivalent = -margin < low and high < margin
+        report["return_gap"] = {"gap": ret["gap"], "ci90": [low, high], "margin": margin, "tost_equivalent": equivalent}
+    return report
+
+
+def format_table(report: dict) -> str:
+    stats = report["statistics"]
+    with_cyborg = "cyborg_mean" in next(iter(stats.values()))
+    header = f"{'statistic':52} {'sim':>20}" + (f" {'cyborg':>20} {'gap':>9}  verdict" if with_cyborg else "")
+    lines = [header, "-" * len(header)]
+    for key, row in stats.items():
+        line = f"{key:52} {row['sim_mean']:>11.4g} ± {row['sim_sem']:<6.2g}"
+        if with_cyborg:
+            verdict = "ok" if row["within_2_sem"] else "DIFFERS"
+            line += f" {row['cyborg_mean']:>11.4g} ± {row['cyborg_sem']:<6.2g} {row['gap']:>9.3g}  {verdict}"
+        lines.append(line)
+    if gap := report.get("return_gap"):
+        low, high = gap["ci90"]
+        verdict = "equivalent" if gap["tost_equivalent"] else "NOT shown equivalent"
+        lines.append(
+            f"return gap {gap['gap']:.1f}, 90% CI [{low:.1f}, {high:.1f}]: {verdict} at ±{gap['margin']:g} (TOST)"
+        )
+        lines.append(f"{sum(r['within_2_sem'] for r in stats.values())}/{len(stats)} statistics within 2 SEM")
+    return "\n".join(lines)
+
+
+def run_parity(policy: str, episodes: int, sim_episodes: int, margin: float, out: Path, workers: int,
+               cache_dir: Path) -> dict:  # fmt: skip
+    load_policy(policy)  # fail fast on a bad name
+    sim = collect("sim", policy, sim_episodes, workers, None)
+    cyborg = collect("cyborg", policy, episodes, workers, cache_dir) if cyborg_available() else None
+    if cyborg is None:
+        print("CybORG is not installed: simulator statistics only", file=sys.stderr)
+    report = {"policy": policy, "sim_episodes": sim_episodes, "cyborg_episodes": episodes if cyborg else 0}
+    report |= compare(sim, cyborg, margin)
+    print(format_table(report))
+    out.write_text(json.dumps(report, indent=1))
+    print(f"report written to {out}")
+    return report

@@ -1,0 +1,62 @@
+import json
+
+import numpy as np
+import pytest
+
+from cage_sf import cc4, parity
+from cage_sf.parity import compare, format_table, record_episode
+
+
+def test_sim_episode_statistics_are_consistent():
+    stats = record_episode("sim", "random", seed=3)
+    phases = [stats[f"phase{p}/sum"] for p in range(3)]
+    assert stats["return"] == pytest.approx(sum(phases)) and stats["return"] < 0
+    for p in range(3):
+        terms = sum(stats[f"phase{p}/{t}"] for t in parity.TERMS)
+        assert terms == pytest.approx(phases[p])
+    assert stats["phase0/restore"] < 0  # the random policy submits Restore often
+    assert all(0 <= stats[f"holdings@{k}/contractor_network_subnet/any"] <= 1 for k in parity.HOLDING_STEPS)
+    for name in parity.DEFENDED:
+        assert 1 <= stats[f"topology/{name}/servers"] <= 6 and 3 <= stats[f"topology/{name}/users"] <= 10
+        assert 0 <= stats[f"flags/process/{name}"] < 0.5
+
+
+def test_verdicts_and_tost():
+    rng = np.random.default_rng(0)
+    same = {"return": rng.normal(-5000, 900, 1000), "x": rng.normal(1.0, 0.1, 1000)}
+    other = {"return": rng.normal(-5000, 900, 100), "x": rng.normal(1.5, 0.1, 100)}
+    report = compare(same, other, margin=350)
+    assert report["statistics"]["return"]["within_2_sem"] and not report["statistics"]["x"]["within_2_sem"]
+    low, high = report["return_gap"]["ci90"]
+    assert low < report["return_gap"]["gap"] < high and report["return_gap"]["tost_equivalent"]
+    assert not compare(same, other, margin=50)["return_gap"]["tost_equivalent"]
+    table = format_table(report)
+    assert "DIFFERS" in table and "equivalent at ±350" in table
+
+
+def test_parity_without_cyborg_reports_the_simulator(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(parity, "cyborg_available", lambda: False)
+    out = tmp_path / "report.json"
+    parity.run_parity("sleep", episodes=2, sim_episodes=4, margin=350, out=out, workers=2, cache_dir=tmp_path)
+    report = json.loads(out.read_text())
+    assert report["cyborg_episodes"] == 0 and "return_gap" not in report
+    assert report["statistics"]["return"]["sim_mean"] < 0
+    assert "return" in capsys.readouterr().out
+
+
+@pytest.mark.cyborg
+def test_cyborg_reward_split_matches_its_reward(tmp_path):
+    stats = record_episode("cyborg", "random", seed=1)
+    rng, restores = np.random.default_rng(10001), 0
+    # the random policy's Restore submissions on existing hosts: each costs exactly -1
+    from cage_sf.backends import make_backend
+
+    env = make_backend("cyborg", seed=1)
+    _, info = env.reset()
+    for _ in range(498):
+        for agent in sorted(cc4.AGENTS):
+            kind = cc4.agent_type(agent)
+            action = int(rng.integers(cc4.NUM_ACTIONS[kind]))
+            restores += cc4.restore_actions(kind)[action] and info[agent]["action_mask"][action]
+    assert sum(stats[f"phase{p}/restore"] for p in range(3)) == pytest.approx(-restores)
+    assert stats["phase2/lwf"] < 0
