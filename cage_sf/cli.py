@@ -43,6 +43,17 @@ def _parser() -> argparse.ArgumentParser:
         default=Path.home() / ".cache" / "cage-sf" / "parity",
         help="where CybORG episodes are cached",
     )
+    exporter = commands.add_parser("export", help="write a CAGE Challenge 4 submission from a run's checkpoint")
+    exporter.add_argument("experiment", help="experiment name under --train_dir, or a run directory")
+    exporter.add_argument("--out", type=Path, required=True, help="output directory (must be empty unless --force)")
+    exporter.add_argument("--zip", action="store_true", help="also write OUT/submission.zip (submission/submission.py)")
+    exporter.add_argument("--checkpoint", default="best", help="best, latest or a checkpoint path")
+    exporter.add_argument("--train_dir", default="runs")
+    exporter.add_argument("--name", default="cage-sf")
+    exporter.add_argument("--team", default="cage-sf")
+    exporter.add_argument("--technique", default="APPO + V-trace (Sample Factory)")
+    exporter.add_argument("--sample", action="store_true", help="sample actions instead of the greedy choice")
+    exporter.add_argument("--force", action="store_true", help="overwrite a non-empty output")
     return parser
 
 
@@ -59,6 +70,14 @@ def main(argv: list[str] | None = None) -> int:
             out = args.out or Path(f"parity_{args.policy.replace(':', '_')}.json")
             sim_episodes = args.sim_episodes or 10 * args.episodes
             run_parity(args.policy, args.episodes, sim_episodes, args.margin, out, args.workers, args.cache_dir)
+        if args.command == "export":
+            from cage_sf.export import export
+
+            written = export(
+                args.experiment, args.out, train_dir=args.train_dir, checkpoint=args.checkpoint, name=args.name,
+                team=args.team, technique=args.technique, greedy=not args.sample, as_zip=args.zip, force=args.force,
+            )  # fmt: skip
+            print(f"submission written to {written}")
         if args.command == "options":
             from cage_sf.presets import build_parser
 

@@ -1,0 +1,121 @@
+"""A cage-sf policy as CybORG CC4 blue agents. Needs only torch and numpy (shipped inside a submission).
+
+Reproduces training exactly: the observation is zero-padded to 210 and normalised with the training
+statistics, the agent type picks the network, invalid actions (the wrapper's action mask) are masked.
+CybORG drops an action submitted while the agent is still busy and still charges a Restore, so each
+agent remembers its own in-flight action and submits Sleep until it has finished.
+"""
+
+from __future__ import annotations
+
+import json
+import pkgutil
+import struct
+
+import numpy as np
+import torch
+from torch import nn
+
+_DTYPES = {"F32": np.float32, "F64": np.float64, "I64": np.int64}
+
+
+def read_safetensors(data: bytes) -> dict[str, torch.Tensor]:
+    """A minimal reader of the safetensors format (so a submission needs no extra package)."""
+    (size,) = struct.unpack("<Q", data[:8])
+    header = json.loads(data[8 : 8 + size])
+    body = data[8 + size :]
+    tensors = {}
+    for name, meta in header.items():
+        if name == "__metadata__":
+            continue
+        begin, end = meta["data_offsets"]
+        array = np.frombuffer(body[begin:end], dtype=_DTYPES[meta["dtype"]]).reshape(meta["shape"])
+        tensors[name] = torch.from_numpy(array.copy())
+    return tensors
+
+
+def _mlp(sizes: list[int], activation: type[nn.Module]) -> nn.Sequential:
+    layers: list[nn.Module] = []
+    for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
+        layers.append(nn.Linear(n_in, n_out))
+        if i < len(sizes) - 2:
+            layers.append(activation())
+    return nn.Sequential(*layers)
+
+
+class CC4Policy:
+    """The actor networks of one cage-sf checkpoint."""
+
+    def __init__(self, config: dict, tensors: dict[str, torch.Tensor]):
+        self.config = config
+        activation = {"relu": nn.ReLU, "elu": nn.ELU, "tanh": nn.Tanh}[config["nonlinearity"]]
+        self.actors = nn.ModuleList(
+            _mlp([obs, *config["hidden"], actions], activation)
+            for obs, actions in zip(config["obs_size"], config["num_actions"], strict=True)
+        )
+        self.actors.load_state_dict({k[len("actors.") :]: v for k, v in tensors.items() if k.startswith("actors.")})
+        self.actors.eval()
+        self.obs_mean, self.obs_var = tensors.get("obs_mean"), tensors.get("obs_var")
+
+    @classmethod
+    def load(cls, package: str) -> CC4Policy:
+        """Load model.json and model.safetensors stored next to module `package` (a directory or a zip)."""
+        config = json.loads(pkgutil.get_data(package, "model.json"))
+        return cls(config, read_safetensors(pkgutil.get_data(package, "model.safetensors")))
+
+    @torch.no_grad()
+    def logits(self, observation: np.ndarray, kind: int, mask: np.ndarray) -> torch.Tensor:
+        padded = torch.zeros(max(self.config["obs_size"]))
+        padded[: len(observation)] = torch.as_tensor(np.asarray(observation), dtype=torch.float32)
+        if self.obs_mean is not None:
+            clip = self.config["normalizer"]["clip"]
+            std = torch.sqrt(self.obs_var + self.config["normalizer"]["eps"])
+            padded = ((padded - self.obs_mean) / std).clamp(-clip, clip)
+        logits = self.actors[kind](padded[: self.config["obs_size"][kind]])
+        valid = torch.as_tensor(np.asarray(mask, dtype=bool))
+        return logits.masked_fill(~valid, self.config["masked_logit"])
+
+
+class CC4Agent:
+    """One blue agent. `attach(env)` gives it the wrapper whose action mask and step counter it reads."""
+
+    def __init__(self, name: str, policy: CC4Policy, greedy: bool | None = None):
+        self.name = name
+        self.policy = policy
+        self.kind = int(name == "blue_agent_4")
+        self.greedy = policy.config["greedy"] if greedy is None else greedy
+        self.durations = policy.config["durations"][self.kind]
+        self.sleep = policy.config["sleep"][self.kind]
+        self.env = None
+        self._calls = 0
+        self._free_at = 0
+
+    def attach(self, env) -> None:
+        self.env = env
+
+    def _step_count(self) -> int:
+        """CybORG's own step counter when attached (it restarts at every reset), else our call count."""
+        controller = getattr(getattr(self.env, "env", None), "environment_controller", None)
+        return controller.step_count if controller is not None else self._calls
+
+    def get_action(self, observation, action_space=None, mask=None) -> int:
+        step = self._step_count()
+        self._calls += 1
+        if step == 0:
+            self._free_at = 0  # a new episode
+        if step < self._free_at:
+            return self.sleep
+        if mask is None:
+            mask = self.env.action_mask(self.name) if self.env is not None else [True] * len(self.durations)
+        logits = self.policy.logits(observation, self.kind, mask)
+        if self.greedy:
+            action = int(torch.argmax(logits))
+        else:
+            action = int(torch.distributions.Categorical(logits=logits).sample())
+        self._free_at = step + (self.durations[action] if mask[action] else 1)
+        return action
+
+
+def load_agents(package: str) -> dict[str, CC4Agent]:
+    policy = CC4Policy.load(package)
+    return {f"blue_agent_{i}": CC4Agent(f"blue_agent_{i}", policy) for i in range(5)}

@@ -1,0 +1,151 @@
+"""cage-sf export: the submission reproduces the trained policy and CybORG's evaluation loads it."""
+
+import importlib
+import json
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from cage_sf import cc4
+from cage_sf.adapter import CC4SampleFactoryEnv
+from cage_sf.backends import make_backend
+from cage_sf.errors import UsageError
+from cage_sf.export import export
+from cage_sf.models import CC4ActorCritic
+from cage_sf.policies import load_policy
+from cage_sf.train import resolve_config
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory):
+    """A run directory as training leaves it: config.json and a checkpoint (random weights, fitted normaliser)."""
+    run = tmp_path_factory.mktemp("runs") / "smoke"
+    (run / "checkpoint_p0").mkdir(parents=True)
+    cfg = resolve_config("smoke", ["--backend=synthetic"])
+    (run / "config.json").write_text(json.dumps(vars(cfg)))
+    env = CC4SampleFactoryEnv(lambda: make_backend("synthetic"), step_timeout_s=5)
+    torch.manual_seed(0)
+    model = CC4ActorCritic(env.observation_space, env.action_space, cfg)
+    stats = model.obs_normalizer.running_mean_std.running_mean_std["obs"]
+    stats.running_mean[:] = torch.rand(210) * 0.2
+    stats.running_var[:] = torch.rand(210) * 0.1 + 0.01
+    torch.save({"model": model.state_dict(), "env_steps": 10}, run / "checkpoint_p0" / "checkpoint_000000001_10.pth")
+    return run, model.eval(), env
+
+
+def recorded_observations(env, per_type=1000):
+    """(agent, raw observation, action mask, training encoding) from simulator episodes, random policy."""
+    samples = {cc4.SMALL: [], cc4.LARGE: []}
+    seed = 0
+    while min(len(v) for v in samples.values()) < per_type:
+        sim = make_backend("sim", seed=seed)
+        obs, info = sim.reset()
+        masks = {a: np.asarray(info[a]["action_mask"]) for a in cc4.AGENTS}
+        act, rng = load_policy("random-valid")(), np.random.default_rng(seed)
+        for _ in range(120):
+            encoded = env._encode(obs, info)
+            for agent, training_input in zip(cc4.AGENTS, encoded, strict=True):
+                samples[cc4.agent_type(agent)].append((agent, obs[agent], masks[agent], training_input))
+            obs, _, _, _, info = sim.step(act(obs, masks, rng))
+        seed += 1
+    return {kind: rows[:per_type] for kind, rows in samples.items()}
+
+
+def import_submission_agent(path: Path, monkeypatch):
+    monkeypatch.syspath_prepend(str(path))
+    sys.modules.pop("cc4_agent", None)
+    return importlib.import_module("cc4_agent")
+
+
+def test_exported_greedy_actions_equal_the_trained_model(trained_run, tmp_path, monkeypatch):
+    run, model, env = trained_run
+    out = export(str(run), tmp_path / "submission", checkpoint="latest")
+    agent_module = import_submission_agent(out, monkeypatch)
+    agents = agent_module.load_agents("cc4_agent")
+    for kind, rows in recorded_observations(env).items():
+        assert len(rows) == 1000
+        batch = {k: torch.as_tensor(np.stack([row[3][k] for row in rows])) for k in rows[0][3]}
+        with torch.no_grad():
+            logits = model(model.normalize_obs(batch), torch.zeros(len(rows), 2))["action_logits"]
+        expected = logits.argmax(dim=1).tolist()
+        exported = []
+        for agent, observation, mask, _ in rows:
+            agents[agent]._free_at = agents[agent]._calls = 0  # judge each observation as a fresh decision
+            exported.append(agents[agent].get_action(observation, mask=mask))
+        assert exported == expected, f"agent type {kind}"
+
+
+def test_exported_agent_sleeps_while_its_action_runs(trained_run, tmp_path, monkeypatch):
+    run, _, _ = trained_run
+    agents = import_submission_agent(export(str(run), tmp_path / "s", checkpoint="latest"), monkeypatch).load_agents(
+        "cc4_agent"
+    )
+    agent, mask, rng = agents["blue_agent_4"], np.ones(242, bool), np.random.default_rng(0)
+    durations = []
+    for _ in range(20):
+        obs = rng.integers(0, 2, 210)
+        action = agent.get_action(obs, mask=mask)  # the agent is free: a real decision
+        durations.append(int(cc4.action_durations(cc4.LARGE)[action]))
+        sleeps = [agent.get_action(obs, mask=mask) for _ in range(durations[-1] - 1)]
+        assert sleeps == [cc4.sleep_action(cc4.LARGE)] * (durations[-1] - 1)
+    assert max(durations) > 1
+
+
+def test_zip_layout_loads_with_zipimport(trained_run, tmp_path, monkeypatch):
+    run, _, _ = trained_run
+    archive = export(str(run), tmp_path / "z", checkpoint="latest", as_zip=True)
+    names = set(zipfile.ZipFile(archive).namelist())
+    assert {"submission/submission.py", "submission/cc4_agent.py", "submission/model.safetensors"} <= names
+    monkeypatch.syspath_prepend(str(archive))
+    for module in [m for m in sys.modules if m == "submission" or m.startswith("submission.")]:
+        monkeypatch.delitem(sys.modules, module)
+    agents = importlib.import_module("submission.cc4_agent").load_agents("submission.cc4_agent")
+    assert 0 <= agents["blue_agent_0"].get_action(np.zeros(92), mask=np.ones(82, bool)) < 82
+
+
+def test_bad_inputs(trained_run, tmp_path):
+    run, _, _ = trained_run
+    with pytest.raises(UsageError, match="unknown experiment 'nope'"):
+        export("nope", tmp_path / "a", train_dir=str(run.parent))
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full" / "x").write_text("")
+    with pytest.raises(UsageError, match="is not empty"):
+        export(str(run), tmp_path / "full", checkpoint="latest")
+    misfit = tmp_path / "misfit"
+    misfit.mkdir()
+    cfg = json.loads((run / "config.json").read_text()) | {"encoder_mlp_layers": [64, 64]}
+    (misfit / "config.json").write_text(json.dumps(cfg))
+    (misfit / "checkpoint_p0").mkdir()
+    for checkpoint in (run / "checkpoint_p0").iterdir():
+        (misfit / "checkpoint_p0" / checkpoint.name).write_bytes(checkpoint.read_bytes())
+    with pytest.raises(UsageError, match="does not fit the run's model configuration"):
+        export(str(misfit), tmp_path / "b", checkpoint="latest")
+    corrupt = tmp_path / "corrupt.pth"
+    corrupt.write_bytes(b"garbage")
+    with pytest.raises(UsageError, match="cannot read checkpoint"):
+        export(str(run), tmp_path / "c", checkpoint=str(corrupt))
+    with pytest.raises(UsageError, match="no best checkpoint"):
+        export(str(run), tmp_path / "d")
+
+
+@pytest.mark.cyborg
+@pytest.mark.slow
+def test_cyborg_evaluation_scores_an_exported_smoke_checkpoint(tmp_path):
+    train = subprocess.run([str(REPO / "train.sh"), "smoke", "--backend=synthetic", f"--train_dir={tmp_path}"],
+                           capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert train.returncode == 0, train.stderr[-2000:]
+    submission = export(str(tmp_path / "smoke"), tmp_path / "submission", checkpoint="latest")
+    evaluation = [sys.executable, "-m", "CybORG.Evaluation.evaluation", "--max-eps", "2"]
+    result = subprocess.run(
+        [*evaluation, str(submission), str(tmp_path / "eval")], capture_output=True, text=True, timeout=900
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    summary = json.loads((tmp_path / "eval" / "summary.json").read_text())
+    assert summary["submission"]["author"] == "cage-sf"
