@@ -54,6 +54,16 @@ def _parser() -> argparse.ArgumentParser:
     exporter.add_argument("--technique", default="APPO + V-trace (Sample Factory)")
     exporter.add_argument("--sample", action="store_true", help="sample actions instead of the greedy choice")
     exporter.add_argument("--force", action="store_true", help="overwrite a non-empty output")
+    evaluator = commands.add_parser("evaluate", help="run an exported submission through the official loop")
+    evaluator.add_argument("submission", type=Path, help="an exported directory or submission.zip")
+    evaluator.add_argument("--episodes", type=int, default=100)
+    evaluator.add_argument("--seed", type=int, default=None)
+    evaluator.add_argument("--backend", default="auto", choices=["auto", "cyborg", "sim"])
+    evaluator.add_argument("--out", type=Path, default=Path("evaluation"))
+    plot = commands.add_parser("plot", help="learning curves of a run as a PNG (also written after training)")
+    plot.add_argument("experiment", help="experiment name under --train_dir, or a run directory")
+    plot.add_argument("--train_dir", default="runs")
+    plot.add_argument("--out", type=Path, help="PNG path (default: <run>/learning_curves.png)")
     return parser
 
 
@@ -78,6 +88,16 @@ def main(argv: list[str] | None = None) -> int:
                 team=args.team, technique=args.technique, greedy=not args.sample, as_zip=args.zip, force=args.force,
             )  # fmt: skip
             print(f"submission written to {written}")
+        if args.command == "evaluate":
+            from cage_sf.evaluate import evaluate
+
+            evaluate(args.submission, args.episodes, args.seed, args.backend, args.out)
+        if args.command == "plot":
+            from cage_sf.export import run_dir
+            from cage_sf.plots import plot_learning_curves
+
+            run = run_dir(args.experiment, args.train_dir)
+            print(f"written {plot_learning_curves(run, args.out or run / 'learning_curves.png')}")
         if args.command == "options":
             from cage_sf.presets import build_parser
 

@@ -24,6 +24,7 @@ import numpy as np
 
 from cage_sf import cc4
 from cage_sf.backends import cyborg_available, make_backend
+from cage_sf.evaluate import evaluation_episode, phase_of
 from cage_sf.policies import load_policy
 
 STATS_VERSION = 1  # bump when a statistic's definition changes: cached episodes are then recomputed
@@ -121,22 +122,26 @@ def record_episode(engine: str, policy: str, seed: int) -> dict[str, float]:
     """Play one evaluation-style episode and return its statistics as a flat {name: value} dict."""
     env = make_backend(engine, seed=seed)
     probe = SimProbe(env) if engine == "sim" else CybORGProbe(env)
-    obs, info = env.reset()
-    masks = {a: np.asarray(info[a]["action_mask"]) for a in cc4.AGENTS}
+    masks: dict[str, np.ndarray] = {}
     act, rng = load_policy(policy)(), np.random.default_rng(10000 + seed)
+
+    def choose(observations: dict[str, np.ndarray]) -> dict[str, int]:
+        if env.step_count == 0:  # this episode's masks, drawn at reset
+            masks.update({a: env.action_mask(a) for a in cc4.AGENTS})
+        return act(observations, masks, rng)
+
     stats: dict[str, float] = {"return": 0.0}
     stats |= {f"phase{p}/{term}": 0.0 for p in range(3) for term in ("sum", *TERMS)}
     hosts = {}
-    for name, (agent, block) in DEFENDED.items():
-        exists = masks[cc4.AGENTS[agent]][16 * block : 16 * block + 16]
-        hosts[name] = exists
-        stats[f"topology/{name}/servers"] = float(exists[:6].sum())
-        stats[f"topology/{name}/users"] = float(exists[6:].sum())
     flags = {f"flags/{kind}/{name}": 0.0 for name in DEFENDED for kind in ("process", "connection")}
     steps = 0
-    for k in range(1, 501):
-        obs, rewards, terminated, truncated, _ = env.step(act(obs, masks, rng))
-        steps += 1
+    for k, obs, team_reward in evaluation_episode(env, choose):
+        if k == 1:
+            for name, (agent, block) in DEFENDED.items():
+                hosts[name] = masks[cc4.AGENTS[agent]][16 * block : 16 * block + 16]
+                stats[f"topology/{name}/servers"] = float(hosts[name][:6].sum())
+                stats[f"topology/{name}/users"] = float(hosts[name][6:].sum())
+        steps = k
         for i, agent in enumerate(cc4.AGENTS):
             for name, start in flag_slices(i):
                 flags[f"flags/process/{name}"] += obs[agent][start + cc4.PROCESS_FLAGS :][:16] @ hosts[name]
@@ -144,10 +149,9 @@ def record_episode(engine: str, policy: str, seed: int) -> dict[str, float]:
         if k in HOLDING_STEPS:
             for name, (held, root) in probe.holdings().items():
                 stats[f"holdings@{k}/{name}/any"], stats[f"holdings@{k}/{name}/root"] = held, root
-        if all(terminated[a] or truncated[a] for a in cc4.AGENTS):
-            break  # evaluation.py leaves out the reward of the step on which the episode ends
-        team_reward = float(np.mean([rewards[a] for a in cc4.AGENTS]))
-        phase = int(obs[cc4.AGENTS[0]][cc4.PHASE_INDEX])
+        if team_reward is None:
+            continue
+        phase = phase_of(obs)
         stats["return"] += team_reward
         stats[f"phase{phase}/sum"] += team_reward
         for term, value in zip(TERMS, probe.reward_terms(team_reward), strict=True):

@@ -6,6 +6,7 @@ import argparse
 import os
 import signal
 import tempfile
+from pathlib import Path
 
 import torch
 from sample_factory.algo.runners.runner import AlgoObserver
@@ -73,4 +74,15 @@ def train(preset: str, overrides: list[str]) -> int:
     status = runner.init()
     if status == ExperimentStatus.SUCCESS:
         status = runner.run()
+    _plot(cfg)
     return int(status)
+
+
+def _plot(cfg) -> None:
+    from cage_sf.plots import plot_learning_curves
+
+    run_dir = Path(cfg.train_dir, cfg.experiment)
+    try:
+        print(f"learning curves: {plot_learning_curves(run_dir, run_dir / 'learning_curves.png')}")
+    except UsageError as exc:  # e.g. interrupted before the first summary
+        print(f"no learning curves: {exc}")

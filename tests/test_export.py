@@ -149,3 +149,30 @@ def test_cyborg_evaluation_scores_an_exported_smoke_checkpoint(tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     summary = json.loads((tmp_path / "eval" / "summary.json").read_text())
     assert summary["submission"]["author"] == "cage-sf"
+
+
+def test_evaluate_writes_official_summary_returns_and_plot(trained_run, tmp_path):
+    from cage_sf.evaluate import evaluate
+
+    run, _, _ = trained_run
+    submission = export(str(run), tmp_path / "s", checkpoint="latest", name="mine")
+    summary = evaluate(submission, episodes=3, seed=5, backend="sim", out=tmp_path / "eval")
+    written = json.loads((tmp_path / "eval" / "summary.json").read_text())
+    assert written == summary and set(written) == {"submission", "parameters", "time", "reward", "agents"}
+    assert written["submission"]["author"] == "mine" and written["parameters"]["max_episodes"] == 3
+    episodes = json.loads((tmp_path / "eval" / "episodes.json").read_text())
+    assert len(episodes["returns"]) == 3 and written["reward"]["mean"] == pytest.approx(np.mean(episodes["returns"]))
+    assert episodes["returns"] == pytest.approx([sum(p) for p in episodes["phase_sums"]])
+    assert (tmp_path / "eval" / "returns.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_evaluate_refuses_corrupted_weights_and_non_submissions(trained_run, tmp_path):
+    from cage_sf.evaluate import evaluate
+
+    run, _, _ = trained_run
+    submission = export(str(run), tmp_path / "s", checkpoint="latest")
+    (submission / "model.safetensors").write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00not json at all!")
+    with pytest.raises(UsageError, match="cannot load the submission"):
+        evaluate(submission, episodes=1, seed=0, backend="sim", out=tmp_path / "e")
+    with pytest.raises(UsageError, match="is not a cage-sf submission"):
+        evaluate(tmp_path, episodes=1, seed=0, backend="sim", out=tmp_path / "e")

@@ -57,6 +57,13 @@ def test_smoke_writes_checkpoint_and_resolved_config(smoke_run):
     assert saved["encoder_mlp_layers"] == [256, 256, 128] and saved["batch_size"] == 500
 
 
+def test_training_writes_learning_curves(smoke_run):
+    run_dir, result = smoke_run
+    assert (run_dir / "learning_curves.png").read_bytes()[:4] == b"\x89PNG"
+    bad = subprocess.run(["cage-sf", "plot", "nope", f"--train_dir={run_dir.parent}"], capture_output=True, text=True)
+    assert bad.returncode == 2 and "unknown experiment 'nope'" in bad.stderr
+
+
 def test_smoke_logs_evaluation_style_return_and_vtrace_summaries(smoke_run):
     run_dir, _ = smoke_run
     logged = scalars(run_dir)

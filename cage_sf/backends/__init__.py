@@ -41,6 +41,15 @@ class CC4Env(Protocol):
 
     def action_labels(self, agent: str) -> list[str]: ...
 
+    def action_mask(self, agent: str) -> np.ndarray:
+        """This episode's action mask (as in `info`); fixed from reset to the end of the episode."""
+        ...
+
+    @property
+    def step_count(self) -> int:
+        """Env steps taken in this episode (0 right after reset)."""
+        ...
+
     def busy_agents(self) -> set[str]:
         """Agents whose earlier multi-step action is still running: an action submitted now is dropped."""
         ...

@@ -43,6 +43,13 @@ class CybORGBackend:
     def action_labels(self, agent: str) -> list[str]:
         return self._env.action_labels(agent)
 
+    def action_mask(self, agent: str) -> np.ndarray:
+        return np.asarray(self._env.action_mask(agent))
+
+    @property
+    def step_count(self) -> int:
+        return self._cyborg.environment_controller.step_count
+
     def busy_agents(self) -> set[str]:
         in_progress = self._cyborg.environment_controller.actions_in_progress
         return {agent for agent in cc4.AGENTS if in_progress.get(agent) is not None}

@@ -57,6 +57,13 @@ class SyntheticBackend:
     def action_labels(self, agent: str) -> list[str]:
         return self._labels[agent]
 
+    def action_mask(self, agent: str) -> np.ndarray:
+        return self._masks[agent]
+
+    @property
+    def step_count(self) -> int:
+        return self._t
+
     def busy_agents(self) -> set[str]:
         return {agent for agent, remaining in self._remaining.items() if remaining > 0}
 

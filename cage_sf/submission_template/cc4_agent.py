@@ -94,8 +94,10 @@ class CC4Agent:
         self.env = env
 
     def _step_count(self) -> int:
-        """CybORG's own step counter when attached (it restarts at every reset), else our call count."""
-        controller = getattr(getattr(self.env, "env", None), "environment_controller", None)
+        """The env's step counter when attached (it restarts at every reset), else our own call count."""
+        if hasattr(self.env, "step_count"):  # cage-sf backends
+            return self.env.step_count
+        controller = getattr(getattr(self.env, "env", None), "environment_controller", None)  # CybORG's wrapper
         return controller.step_count if controller is not None else self._calls
 
     def get_action(self, observation, action_space=None, mask=None) -> int:

@@ -1,0 +1,103 @@
+"""`cage-sf evaluate`: an exported submission through the loop of CybORG's `evaluation.py`, on either backend.
+
+Same counting as the official script (the mean blue reward of every step but the one on which the
+episode ends), same `summary.json`, plus per-episode returns and a PNG.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import sys
+from collections.abc import Callable, Iterator
+from datetime import datetime
+from pathlib import Path
+from statistics import mean, stdev
+
+import numpy as np
+from tqdm import tqdm
+
+from cage_sf import cc4
+from cage_sf.backends import make_backend
+from cage_sf.errors import UsageError
+from cage_sf.plots import plot_evaluation
+
+EPISODE_LENGTH = 500
+
+
+def evaluation_episode(
+    env, choose: Callable[[dict[str, np.ndarray]], dict[str, int]]
+) -> Iterator[tuple[int, dict[str, np.ndarray], float | None]]:
+    """Play one episode as CybORG's `evaluation.py` does, yielding (k, observations, team reward) after every
+    step k. The reward is None on the step where every agent is done: evaluation.py does not count it."""
+    observations, _ = env.reset()
+    for k in range(1, EPISODE_LENGTH + 1):
+        observations, reward, terminated, truncated, _ = env.step(choose(observations))
+        done = {a: terminated.get(a, False) or truncated.get(a, False) for a in env.agents}
+        if all(done.values()):
+            yield k, observations, None
+            return
+        yield k, observations, mean(reward.values())
+
+
+def phase_of(observations: dict[str, np.ndarray]) -> int:
+    return int(observations[cc4.AGENTS[0]][cc4.PHASE_INDEX])
+
+
+def load_agents(submission: Path) -> tuple[dict, dict]:
+    """The submission's agents and its model.json, from an exported directory or zip."""
+    zipped = submission.suffix == ".zip"
+    module_name = "submission.cc4_agent" if zipped else "cc4_agent"
+    if not (zipped and submission.is_file()) and not (submission / "cc4_agent.py").is_file():
+        raise UsageError(f"{submission} is not a cage-sf submission (no cc4_agent.py)")
+    sys.path.insert(0, str(submission))
+    try:
+        for name in [m for m in sys.modules if m in ("submission", module_name) or m.startswith("submission.")]:
+            del sys.modules[name]
+        module = importlib.import_module(module_name)
+        return module.load_agents(module_name), module.CC4Policy.load(module_name).config
+    except Exception as exc:
+        raise UsageError(f"cannot load the submission in {submission}: {exc}".splitlines()[0]) from None
+    finally:
+        sys.path.remove(str(submission))
+
+
+def evaluate(submission: Path, episodes: int, seed: int | None, backend: str, out: Path) -> dict:
+    agents, config = load_agents(submission)
+    env = make_backend(backend, seed=seed)
+    for agent in agents.values():
+        agent.attach(env)
+    start = datetime.now()
+    returns, phase_sums = [], []
+
+    def choose(observations: dict[str, np.ndarray]) -> dict[str, int]:
+        return {
+            name: agent.get_action(observations[name], env.action_space(name))
+            for name, agent in agents.items()
+            if name in env.agents
+        }
+
+    for _ in tqdm(range(episodes), desc=f"evaluating on {backend}", unit="episode"):
+        phases = [0.0, 0.0, 0.0]
+        for _, observations, reward in evaluation_episode(env, choose):
+            if reward is not None:
+                phases[phase_of(observations)] += reward
+        returns.append(sum(phases))
+        phase_sums.append(phases)
+    end = datetime.now()
+
+    info = config["submission"]
+    summary = {
+        "submission": {"author": info["name"], "team": info["team"], "technique": info["technique"]},
+        "parameters": {"seed": seed, "episode_length": EPISODE_LENGTH, "max_episodes": episodes, "backend": backend},
+        "time": {"start": str(start), "end": str(end), "elapsed": str(end - start)},
+        "reward": {"mean": mean(returns), "stdev": stdev(returns) if len(returns) > 1 else 0.0},
+        "agents": {name: str(agent) for name, agent in agents.items()},
+    }
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "summary.json").write_text(json.dumps(summary))
+    (out / "episodes.json").write_text(json.dumps({"returns": returns, "phase_sums": phase_sums}))
+    title = f"{info['name']} on {backend}: {mean(returns):.0f} ± {summary['reward']['stdev']:.0f} ({episodes} episodes)"
+    plot_evaluation(returns, phase_sums, title, out / "returns.png")
+    print(f"{title}\nwritten to {out}: summary.json, episodes.json, returns.png")
+    return summary
