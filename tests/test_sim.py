@@ -519,3 +519,30 @@ def test_impact_is_penalised_even_when_it_fails():
     sim.step(SLEEP)
     assert sim.reward_terms.impact == RIA[0, RZA] == -1
     assert red.result == (RedAction(IMP, host, sid, -1), False)
+
+
+# ------------------------------------------------------------------------------------------ against real CybORG
+def _label_shape(label: str) -> str:
+    """A label with its episode-specific parts removed: CIDRs and the [Invalid] marker."""
+    return re.sub(r" \(10\.0\.\d+\.0/24\)", "", label.removeprefix("[Invalid] "))
+
+
+@pytest.mark.cyborg
+def test_index_spaces_labels_and_observation_layout_match_cyborg():
+    from cage_sf.backends.cyborg import CybORGBackend
+
+    real = CybORGBackend(seed=0)
+    real_obs, real_info = real.reset(seed=0)
+    sim = make_cc4(seed=0)
+    sim_obs, _ = sim.reset()
+    for agent in cc4.AGENTS:
+        assert sim.action_space(agent) == real.action_space(agent)
+        assert sim.observation_space(agent) == real.observation_space(agent)
+        real_labels, real_mask = real.action_labels(agent), real_info[agent]["action_mask"]
+        assert [_label_shape(x) for x in sim.action_labels(agent)] == [_label_shape(x) for x in real_labels]
+        assert [not x.startswith("[Invalid]") for x in real_labels] == list(real_mask)
+        assert real_obs[agent].shape == sim_obs[agent].shape and real_obs[agent].dtype == sim_obs[agent].dtype
+        # Episode-independent parts of the reset vector: phase, one-hots, blocks, comms bits, messages.
+        fixed = np.r_[0, np.concatenate([np.arange(1, 28) + 59 * b for b in range(cc4.SUBNETS[cc4.agent_type(agent)])])]
+        assert (real_obs[agent][fixed] == sim_obs[agent][fixed]).all()
+        assert (real_obs[agent][-32:] == sim_obs[agent][-32:]).all()

@@ -220,6 +220,10 @@ def test_red_activity(policy):
             counts = [c[key] for c in sim.red_counts]
             assert_close(f"{name} {key}", counts, ref["red_executed_actions_mean_per_episode"][key], Z_DETAIL)
         assert sum(c[k] for c in sim.red_counts for k in c if k.startswith("dropped")) == 0
+        # As in CybORG: without blue interference every action but Exploit and Impact always succeeds.
+        always = ("DiscoverRemoteSystems", "AggressiveServiceDiscovery", "StealthServiceDiscovery")
+        always += ("DiscoverDeception", "PrivilegeEscalate", "DegradeServices")
+        assert sum(c[f"{key}_FALSE"] for c in sim.red_counts for key in always) == 0
     else:
         for key in ("ExploitRemoteService", "DiscoverDeception", "Impact"):
             dropped = f"dropped_no_session_red_{key}"
