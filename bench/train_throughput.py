@@ -24,6 +24,7 @@ import tempfile
 from datetime import datetime
 from pathlib import Path
 
+import numpy as np
 from stepping import env_steps_in
 
 REPO = Path(__file__).resolve().parent.parent
@@ -40,13 +41,15 @@ FRAMES = re.compile(r"\[(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d+)\].*Total num frames
 
 
 def steady_state_rate(log: str) -> float:
-    """Frames per second between the first report with frames > 0 and the last report."""
+    """Frames per second in steady state: the least-squares slope of SF's frame counter over time, from its
+    first report with frames > 0 on (start-up excluded). The counter moves in whole training batches, so a
+    slope over every report is far steadier than the difference of two reports."""
     points = [(datetime.strptime(t, "%Y-%m-%d %H:%M:%S,%f").timestamp(), int(n)) for t, n in FRAMES.findall(log)]
     points = [p for p in points if p[1] > 0]
-    if len(points) < 2:
-        raise RuntimeError("training reported fewer than two frame counts; run longer (--seconds)")
-    (t0, n0), (t1, n1) = points[0], points[-1]
-    return (n1 - n0) / (t1 - t0)
+    if len(points) < 3:
+        raise RuntimeError("training reported fewer than three frame counts; run longer (--seconds)")
+    times, frames = np.array(points, dtype=float).T
+    return float(np.polyfit(times - times[0], frames, 1)[0])
 
 
 def train_agent_steps_per_s(backend: str, workers: int, seconds: float, preset: str) -> float:
