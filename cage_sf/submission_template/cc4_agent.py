@@ -72,7 +72,7 @@ class CC4Policy:
             std = torch.sqrt(self.obs_var + self.config["normalizer"]["eps"])
             padded = ((padded - self.obs_mean) / std).clamp(-clip, clip)
         logits = self.actors[kind](padded[: self.config["obs_size"][kind]])
-        valid = torch.as_tensor(np.asarray(mask, dtype=bool))
+        valid = torch.from_numpy(np.array(mask, dtype=bool))
         return logits.masked_fill(~valid, self.config["masked_logit"])
 
 
