@@ -43,8 +43,9 @@ def test_smoke_on_cyborg_completes_and_logs_the_return(tmp_path):
 
 @pytest.fixture(scope="module")
 def smoke_run(tmp_path_factory):
+    """The README's quick start as a fresh machine runs it: without CybORG, `auto` is our simulator."""
     train_dir = tmp_path_factory.mktemp("runs")
-    result = train("smoke", "--backend=synthetic", f"--train_dir={train_dir}")
+    result = train("smoke", "--backend=sim", f"--train_dir={train_dir}")
     assert result.returncode == 0, result.stderr[-3000:]
     return train_dir / "smoke", result
 
@@ -53,7 +54,7 @@ def test_smoke_writes_checkpoint_and_resolved_config(smoke_run):
     run_dir, _ = smoke_run
     assert env_steps(checkpoints(run_dir)[-1]) >= 20000
     saved = json.loads((run_dir / "config.json").read_text())
-    assert saved["backend"] == "synthetic" and saved["with_vtrace"] and saved["recurrence"] == saved["rollout"] == 50
+    assert saved["backend"] == "sim" and saved["with_vtrace"] and saved["recurrence"] == saved["rollout"] == 50
     assert saved["encoder_mlp_layers"] == [256, 256, 128] and saved["batch_size"] == 500
 
 
