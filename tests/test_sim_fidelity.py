@@ -22,7 +22,8 @@ from cage_sf.sim import make_cc4
 from cage_sf.sim.red import ACTION_NAMES, RedTeam
 from cage_sf.sim.topology import BLUE_SUBNETS, OZA, OZB, POPULATED, SUBNET_NAMES
 
-REFERENCE = Path("/work/shared/cc4/reference_stats.json")
+# Measured on real CybORG; the project's shared/ folder sits beside the checkout (as in CI).
+REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "cc4" / "reference_stats.json"
 EPISODES = 150  # per policy: ~75k env steps, well under a minute on one core
 HOLDING_STEPS = (100, 250, 400, 499)
 # The return within 2 SEM as asked. Phase sums get 3: the reference's sleep phase-0 mean (-186.6 +- 8.5, seeds 0-39)
