@@ -27,7 +27,7 @@ from cage_sf.backends import cyborg_available, make_backend
 from cage_sf.evaluate import evaluation_episode, phase_of
 from cage_sf.policies import load_policy
 
-STATS_VERSION = 1  # bump when a statistic's definition changes: cached episodes are then recomputed
+STATS_VERSION = 2  # bump when a statistic's definition changes: cached episodes are then recomputed
 HOLDING_STEPS = (100, 250, 400, 499)
 DEFENDED = {  # subnet name -> (blue agent, block index inside its observation / action slots)
     "restricted_zone_a_subnet": (0, 0),
@@ -40,6 +40,17 @@ DEFENDED = {  # subnet name -> (blue agent, block index inside its observation /
 }
 POPULATED = (*DEFENDED, "contractor_network_subnet")
 TERMS = ("lwf", "asf", "ria", "restore")
+RED_ACTIONS = (  # §11.5: red actions executed per episode (dropped stale-session actions included, as failures)
+    "DiscoverRemoteSystems",
+    "AggressiveServiceDiscovery",
+    "StealthServiceDiscovery",
+    "DiscoverDeception",
+    "ExploitRemoteService",
+    "PrivilegeEscalate",
+    "Impact",
+    "DegradeServices",
+)
+RED_SUCCESSES = ("ExploitRemoteService", "Impact")  # the two whose outcome varies without blue interference
 
 
 class SimProbe:
@@ -63,6 +74,11 @@ class SimProbe:
             for s, name in enumerate(self._names)
             if name in POPULATED
         }
+
+    def red_actions(self) -> list[tuple[str, bool]]:
+        from cage_sf.sim.red import ACTION_NAMES
+
+        return [(ACTION_NAMES[kind], success) for kind, success in self._env.red_actions]
 
 
 class CybORGProbe:
@@ -112,6 +128,16 @@ class CybORGProbe:
             counts[subnet][2] += any(session.username == "root" for session in red)
         return {name: (c[1] / c[0], c[2] / c[0]) for name, c in counts.items()}
 
+    def red_actions(self) -> list[tuple[str, bool]]:
+        from CybORG.Shared.Enums import TernaryEnum
+
+        executed = []
+        for agent, actions in self._controller.action.items():
+            if agent.startswith("red") and actions and type(actions[0]).__name__ in RED_ACTIONS:
+                success = self._controller.observation[agent].observations[0].data["success"]
+                executed.append((type(actions[0]).__name__, success == TernaryEnum.TRUE))
+        return executed
+
 
 def flag_slices(agent: int) -> list[tuple[str, int]]:
     """(subnet, start of its 59-element block) for each subnet an agent observes."""
@@ -132,6 +158,7 @@ def record_episode(engine: str, policy: str, seed: int) -> dict[str, float]:
 
     stats: dict[str, float] = {"return": 0.0}
     stats |= {f"phase{p}/{term}": 0.0 for p in range(3) for term in ("sum", *TERMS)}
+    stats |= {f"red/{name}": 0.0 for name in RED_ACTIONS} | {f"red/{name}/success": 0.0 for name in RED_SUCCESSES}
     hosts = {}
     flags = {f"flags/{kind}/{name}": 0.0 for name in DEFENDED for kind in ("process", "connection")}
     steps = 0
@@ -146,6 +173,10 @@ def record_episode(engine: str, policy: str, seed: int) -> dict[str, float]:
             for name, start in flag_slices(i):
                 flags[f"flags/process/{name}"] += obs[agent][start + cc4.PROCESS_FLAGS :][:16] @ hosts[name]
                 flags[f"flags/connection/{name}"] += obs[agent][start + cc4.CONNECTION_FLAGS :][:16] @ hosts[name]
+        for name, success in probe.red_actions():
+            stats[f"red/{name}"] += 1
+            if name in RED_SUCCESSES:
+                stats[f"red/{name}/success"] += success
         if k in HOLDING_STEPS:
             for name, (held, root) in probe.holdings().items():
                 stats[f"holdings@{k}/{name}/any"], stats[f"holdings@{k}/{name}/root"] = held, root

@@ -19,6 +19,9 @@ def test_sim_episode_statistics_are_consistent():
     for name in parity.DEFENDED:
         assert 1 <= stats[f"topology/{name}/servers"] <= 6 and 3 <= stats[f"topology/{name}/users"] <= 10
         assert 0 <= stats[f"flags/process/{name}"] < 0.5
+    for name in parity.RED_SUCCESSES:
+        assert 0 < stats[f"red/{name}/success"] < stats[f"red/{name}"]
+    assert all(stats[f"red/{name}"] > 0 for name in parity.RED_ACTIONS)
 
 
 def test_verdicts_and_tost():
@@ -60,3 +63,4 @@ def test_cyborg_reward_split_matches_its_reward(tmp_path):
             restores += cc4.restore_actions(kind)[action] and info[agent]["action_mask"][action]
     assert sum(stats[f"phase{p}/restore"] for p in range(3)) == pytest.approx(-restores)
     assert stats["phase2/lwf"] < 0
+    assert 0 < stats["red/Impact/success"] < stats["red/Impact"] and stats["red/DegradeServices"] > 0

@@ -74,9 +74,10 @@ class CC4Sim:
         for host in green.phished_hosts:
             self._red.phish(int(host), topo)
         impacts = []
+        self.red_actions = []
         for agent, action, runnable in red_due:
-            if runnable:
-                self._red.execute(agent, action, topo, hosts, rng)
+            success = runnable and self._red.execute(agent, action, topo, hosts, rng)
+            self.red_actions.append((action.kind, success))
             if action.kind == IMP:  # counted even when dropped or failed [BUG], if red still holds a session
                 impacts.append((agent, action.host))
         self._red.end_of_step(rng)
@@ -144,6 +145,7 @@ class CC4Sim:
         self._green_penalty = (LWF[:, self._greens.subnet], ASF[:, self._greens.subnet])
         self._t = 0
         self.reward_terms = RewardTerms()
+        self.red_actions: list[tuple[int, bool]] = []  # (kind, success) executed in the last step: diagnostics
         self.agents = list(cc4.AGENTS)
 
     def _infos(self) -> dict[str, dict]:
