@@ -7,12 +7,16 @@ import time
 import numpy as np
 
 from cage_sf.backends import make_backend
+from cage_sf.env_registry import tune_garbage_collector
 from cage_sf.policies import load_policy
 
 
-def env_steps_in(backend: str, policy: str, seconds: float, seed: int = 0) -> int:
-    """Env steps done in `seconds` (construction and the first reset excluded; later resets included)."""
+def env_steps_in(backend: str, policy: str, seconds: float, seed: int = 0, tuned_gc: bool = False) -> int:
+    """Env steps done in `seconds` (construction and the first reset excluded; later resets included).
+    `tuned_gc`: the garbage-collector settings training's env factory applies."""
     env = make_backend(backend, seed=seed)
+    if tuned_gc:
+        tune_garbage_collector()
     act = load_policy(policy)()
     rng = np.random.default_rng(seed)
     obs, info = env.reset(seed=seed)

@@ -6,7 +6,9 @@
 train: Sample Factory trains (preset, `--num_workers=workers`) for `seconds`; its steady-state rate is read
 from the run's own frame counter (start-up excluded). Baselines:
   raw        `workers` processes step the backend with uniformly random valid actions: how much of the
-             env's own speed training keeps;
+             env's own speed training keeps. Training's env factory tunes the garbage collector, which makes
+             CybORG itself faster; --raw_gc_tuned gives the raw processes the same settings, so the ratio
+             then shows the pipeline's own overhead alone;
   synthetic  the same training on the synthetic env (CC4's shapes, near-zero cost): how close training
              on this backend comes to Sample Factory's own ceiling on this machine.
 All rates count agent steps (5 per env step). The last line printed is one JSON object.
@@ -31,9 +33,10 @@ REPO = Path(__file__).resolve().parent.parent
 AGENTS_PER_ENV = 5
 
 
-def raw_agent_steps_per_s(backend: str, workers: int, seconds: float) -> float:
+def raw_agent_steps_per_s(backend: str, workers: int, seconds: float, tuned_gc: bool) -> float:
+    jobs = [(backend, "random-valid", seconds, seed, tuned_gc) for seed in range(workers)]
     with mp.get_context("spawn").Pool(workers) as pool:
-        steps = pool.starmap(env_steps_in, [(backend, "random-valid", seconds, seed) for seed in range(workers)])
+        steps = pool.starmap(env_steps_in, jobs)
     return AGENTS_PER_ENV * sum(steps) / seconds
 
 
@@ -71,11 +74,16 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=120)
     parser.add_argument("--preset", default="impala-seed")
     parser.add_argument("--baseline", default="raw", choices=["raw", "synthetic"])
+    parser.add_argument(
+        "--raw_gc_tuned",
+        action="store_true",
+        help="raw processes get training's garbage-collector settings too: isolates the pipeline's own overhead",
+    )
     args = parser.parse_args()
 
     if args.baseline == "raw":
         print(f"raw: {args.workers} processes stepping {args.backend} for {args.seconds:.0f}s ...", flush=True)
-        baseline = raw_agent_steps_per_s(args.backend, args.workers, args.seconds)
+        baseline = raw_agent_steps_per_s(args.backend, args.workers, args.seconds, args.raw_gc_tuned)
     else:
         print(f"synthetic: training, {args.workers} workers, {args.seconds:.0f}s ...", flush=True)
         baseline = train_agent_steps_per_s("synthetic", args.workers, args.seconds, args.preset)
@@ -86,6 +94,7 @@ def main() -> None:
     baseline_key = "raw_agent_steps_per_s" if args.baseline == "raw" else "synthetic_train_agent_steps_per_s"
     print(json.dumps({
         "backend": args.backend, "workers": args.workers, "seconds": args.seconds, "preset": args.preset,
+        "raw_gc_tuned": args.raw_gc_tuned,
         "train_agent_steps_per_s": round(trained, 1), baseline_key: round(baseline, 1),
         "ratio": round(trained / baseline, 3),
     }))  # fmt: skip

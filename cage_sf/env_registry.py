@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import gc
 
 from sample_factory.envs.env_utils import register_env
 
@@ -33,7 +34,19 @@ def add_cc4_env_args(parser: argparse.ArgumentParser) -> None:
 
 def make_cc4_env(full_env_name: str, cfg, env_config=None, render_mode: str | None = None) -> CC4SampleFactoryEnv:
     backend = functools.partial(make_backend, cfg.backend, steps=cfg.episode_steps)
-    return CC4SampleFactoryEnv(backend, cfg.step_timeout_s, render_mode)
+    env = CC4SampleFactoryEnv(backend, cfg.step_timeout_s, render_mode)
+    tune_garbage_collector()
+    return env
+
+
+def tune_garbage_collector() -> None:
+    """Make the collector cheap for an env process: CybORG allocates hundreds of thousands of small objects per
+    episode, and a rollout worker also holds Sample Factory, torch and ray (which CybORG's wrapper imports).
+    Freeze what exists now (modules, the envs just built: never garbage) so full collections skip it, and
+    collect the youngest generation less often. CybORG steps ~15% faster (bench/train_throughput.py
+    --raw_gc_tuned measures raw CybORG with and without); unreachable cycles are still collected."""
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 20)
 
 
 register_env(ENV_NAME, make_cc4_env)
