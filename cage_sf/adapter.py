@@ -75,7 +75,7 @@ class CC4SampleFactoryEnv(gym.Env):
         submitted = self._backend_actions(actions)
         started = time.perf_counter()
         try:
-            obs, rewards, terminated, truncated, info = self._backend.step(submitted)
+            obs, rewards, terminated, truncated, _ = self._backend.step(submitted)
         except Exception:
             return self._recover_from_fault("raised an exception", exc_info=True)
         if (elapsed := time.perf_counter() - started) > self._step_timeout_s:
@@ -94,7 +94,7 @@ class CC4SampleFactoryEnv(gym.Env):
             self._busy = self._backend.busy_agents()
             for agent, agent_info in zip(cc4.AGENTS, infos, strict=True):
                 agent_info["is_active"] = agent not in self._busy
-            encoded = self._encode(obs, info)
+            encoded = self._encode(obs)
 
         return (
             encoded,
@@ -117,16 +117,22 @@ class CC4SampleFactoryEnv(gym.Env):
             submitted[agent] = action if action < self._num_actions[agent] else self._sleep[agent]
         return submitted
 
-    def _encode(self, obs: dict[str, np.ndarray], info: dict[str, dict]) -> list[dict[str, np.ndarray]]:
+    def _encode(self, obs: dict[str, np.ndarray]) -> list[dict[str, np.ndarray]]:
         encoded = []
         for agent in cc4.AGENTS:
             padded_obs = np.zeros(OBS_SIZE, np.float32)
             padded_obs[: len(obs[agent])] = obs[agent]
-            mask = np.asarray(info[agent]["action_mask"], np.float32)
-            valid = np.zeros(NUM_ACTIONS, np.float32)
-            valid[: len(mask)] = mask
-            encoded.append({"obs": padded_obs, "agent_type": self._agent_type[agent], "valid_actions": valid})
+            encoded.append(
+                {"obs": padded_obs, "agent_type": self._agent_type[agent], "valid_actions": self._valid[agent]}
+            )
         return encoded
+
+    @staticmethod
+    def _padded_mask(mask) -> np.ndarray:
+        valid = np.zeros(NUM_ACTIONS, np.float32)
+        valid[: len(mask)] = mask
+        valid.flags.writeable = False
+        return valid
 
     def _recover_from_fault(self, what: str, exc_info: bool = False):
         """End the episode, rebuild the backend and carry on; the episode is counted as a fault."""
@@ -148,4 +154,6 @@ class CC4SampleFactoryEnv(gym.Env):
         obs, info = self._backend.reset(seed=seed)
         self._busy = set()
         self._episode = EpisodeStats()
-        return self._encode(obs, info)
+        # CybORG computes the masks at reset only (which hosts exist): pad them once per episode
+        self._valid = {agent: self._padded_mask(info[agent]["action_mask"]) for agent in cc4.AGENTS}
+        return self._encode(obs)

@@ -6,6 +6,7 @@ import subprocess
 import sys
 import zipfile
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -37,23 +38,44 @@ def trained_run(tmp_path_factory):
     stats.running_mean[:] = torch.rand(210) * 0.2
     stats.running_var[:] = torch.rand(210) * 0.1 + 0.01
     torch.save({"model": model.state_dict(), "env_steps": 10}, run / "checkpoint_p0" / "checkpoint_000000001_10.pth")
-    return run, model.eval(), env
+    return run, model.eval()
 
 
-def recorded_observations(env, per_type=1000):
-    """(agent, raw observation, action mask, training encoding) from simulator episodes, random policy."""
+class Recorder:
+    """A backend proxy that keeps what the backend last returned: the raw observations and masks."""
+
+    def __init__(self, backend):
+        self.backend = backend
+
+    def __getattr__(self, name):
+        return getattr(self.backend, name)
+
+    def reset(self, seed=None):
+        self.obs, self.info = self.backend.reset(seed=seed)
+        return self.obs, self.info
+
+    def step(self, actions, messages=None):
+        result = self.backend.step(actions, messages)
+        self.obs, self.info = result[0], result[4]
+        return result
+
+
+def recorded_observations(per_type=1000):
+    """(agent, raw observation, action mask, training encoding) from simulator episodes, random policy: the
+    training encoding is what the adapter gave Sample Factory for that raw observation."""
     samples = {cc4.SMALL: [], cc4.LARGE: []}
     seed = 0
     while min(len(v) for v in samples.values()) < per_type:
-        sim = make_backend("sim", seed=seed)
-        obs, info = sim.reset()
-        masks = {a: np.asarray(info[a]["action_mask"]) for a in cc4.AGENTS}
+        recorder = Recorder(make_backend("sim", seed=seed))
+        env = CC4SampleFactoryEnv(lambda recorder=recorder: recorder, step_timeout_s=5)
+        encoded, _ = env.reset()
         act, rng = load_policy("random-valid")(), np.random.default_rng(seed)
         for _ in range(120):
-            encoded = env._encode(obs, info)
+            masks = {a: np.asarray(recorder.info[a]["action_mask"]) for a in cc4.AGENTS}
             for agent, training_input in zip(cc4.AGENTS, encoded, strict=True):
-                samples[cc4.agent_type(agent)].append((agent, obs[agent], masks[agent], training_input))
-            obs, _, _, _, info = sim.step(act(obs, masks, rng))
+                samples[cc4.agent_type(agent)].append((agent, recorder.obs[agent], masks[agent], training_input))
+            chosen = act(recorder.obs, masks, rng)
+            encoded, *_ = env.step([chosen[a] for a in cc4.AGENTS])
         seed += 1
     return {kind: rows[:per_type] for kind, rows in samples.items()}
 
@@ -65,11 +87,13 @@ def import_submission_agent(path: Path, monkeypatch):
 
 
 def test_exported_greedy_actions_equal_the_trained_model(trained_run, tmp_path, monkeypatch):
-    run, model, env = trained_run
+    run, model = trained_run
     out = export(str(run), tmp_path / "submission", checkpoint="latest")
     agent_module = import_submission_agent(out, monkeypatch)
     agents = agent_module.load_agents("cc4_agent")
-    for kind, rows in recorded_observations(env).items():
+    for agent in agents.values():
+        agent.attach(SimpleNamespace(step_count=0))  # every observation is an episode's first: a fresh decision
+    for kind, rows in recorded_observations().items():
         assert len(rows) == 1000
         batch = {k: torch.as_tensor(np.stack([row[3][k] for row in rows])) for k in rows[0][3]}
         with torch.no_grad():
@@ -77,13 +101,12 @@ def test_exported_greedy_actions_equal_the_trained_model(trained_run, tmp_path, 
         expected = logits.argmax(dim=1).tolist()
         exported = []
         for agent, observation, mask, _ in rows:
-            agents[agent]._free_at = agents[agent]._calls = 0  # judge each observation as a fresh decision
             exported.append(agents[agent].get_action(observation, mask=mask))
         assert exported == expected, f"agent type {kind}"
 
 
 def test_exported_agent_sleeps_while_its_action_runs(trained_run, tmp_path, monkeypatch):
-    run, _, _ = trained_run
+    run, _ = trained_run
     agents = import_submission_agent(export(str(run), tmp_path / "s", checkpoint="latest"), monkeypatch).load_agents(
         "cc4_agent"
     )
@@ -99,7 +122,7 @@ def test_exported_agent_sleeps_while_its_action_runs(trained_run, tmp_path, monk
 
 
 def test_zip_layout_loads_with_zipimport(trained_run, tmp_path, monkeypatch):
-    run, _, _ = trained_run
+    run, _ = trained_run
     archive = export(str(run), tmp_path / "z", checkpoint="latest", as_zip=True)
     names = set(zipfile.ZipFile(archive).namelist())
     assert {"submission/submission.py", "submission/cc4_agent.py", "submission/model.safetensors"} <= names
@@ -111,7 +134,7 @@ def test_zip_layout_loads_with_zipimport(trained_run, tmp_path, monkeypatch):
 
 
 def test_bad_inputs(trained_run, tmp_path):
-    run, _, _ = trained_run
+    run, _ = trained_run
     with pytest.raises(UsageError, match="unknown experiment 'nope'"):
         export("nope", tmp_path / "a", train_dir=str(run.parent))
     (tmp_path / "full").mkdir()
@@ -154,7 +177,7 @@ def test_cyborg_evaluation_scores_an_exported_smoke_checkpoint(tmp_path):
 def test_evaluate_writes_official_summary_returns_and_plot(trained_run, tmp_path):
     from cage_sf.evaluate import evaluate
 
-    run, _, _ = trained_run
+    run, _ = trained_run
     submission = export(str(run), tmp_path / "s", checkpoint="latest", name="mine")
     summary = evaluate(submission, episodes=3, seed=5, backend="sim", out=tmp_path / "eval")
     written = json.loads((tmp_path / "eval" / "summary.json").read_text())
@@ -169,7 +192,7 @@ def test_evaluate_writes_official_summary_returns_and_plot(trained_run, tmp_path
 def test_evaluate_refuses_corrupted_weights_and_non_submissions(trained_run, tmp_path):
     from cage_sf.evaluate import evaluate
 
-    run, _, _ = trained_run
+    run, _ = trained_run
     submission = export(str(run), tmp_path / "s", checkpoint="latest")
     (submission / "model.safetensors").write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00not json at all!")
     with pytest.raises(UsageError, match="cannot load the submission"):
