@@ -93,8 +93,8 @@ def main(argv: list[str] | None = None) -> int:
 
             evaluate(args.submission, args.episodes, args.seed, args.backend, args.out)
         if args.command == "plot":
-            from cage_sf.export import run_dir
             from cage_sf.plots import plot_learning_curves
+            from cage_sf.runs import run_dir
 
             run = run_dir(args.experiment, args.train_dir)
             print(f"written {plot_learning_curves(run, args.out or run / 'learning_curves.png')}")

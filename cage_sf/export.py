@@ -18,29 +18,11 @@ from safetensors.torch import save_file
 from cage_sf import cc4
 from cage_sf.errors import UsageError
 from cage_sf.models import MASKED_LOGIT
+from cage_sf.runs import find_checkpoint, run_dir
 
 TEMPLATE = Path(__file__).resolve().parent / "submission_template"
 TEMPLATE_FILES = ("submission.py", "cc4_agent.py")
 NORMALIZER = "obs_normalizer.running_mean_std.running_mean_std.obs."
-
-
-def run_dir(experiment: str, train_dir: str) -> Path:
-    path = Path(experiment) if Path(experiment, "config.json").is_file() else Path(train_dir, experiment)
-    if not (path / "config.json").is_file():
-        raise UsageError(f"unknown experiment {experiment!r}: no {path / 'config.json'}")
-    return path
-
-
-def find_checkpoint(run: Path, which: str) -> Path:
-    if which not in ("best", "latest"):
-        if not Path(which).is_file():
-            raise UsageError(f"checkpoint {which} does not exist")
-        return Path(which)
-    pattern = "best_*.pth" if which == "best" else "checkpoint_*.pth"
-    found = sorted((run / "checkpoint_p0").glob(pattern))
-    if not found:
-        raise UsageError(f"no {which} checkpoint in {run / 'checkpoint_p0'}")
-    return found[-1]
 
 
 def model_config(cfg: dict) -> dict:

@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from sample_factory.cfg.arguments import parse_full_cfg, parse_sf_args
 
 from cage_sf.errors import UsageError
 
@@ -59,6 +58,8 @@ def parse_overrides(tokens: list[str]) -> dict[str, str]:
 
 def build_parser() -> argparse.ArgumentParser:
     """Sample Factory's full parser plus the CC4 env arguments; `--device` also accepts `auto`."""
+    from sample_factory.cfg.arguments import parse_sf_args  # imports torch: only when a config is built
+
     from cage_sf.env_registry import add_cc4_env_args
 
     parser, _ = parse_sf_args(["--env=cc4"])
@@ -107,4 +108,6 @@ def preset_argv(preset: str, override_tokens: list[str], parser: argparse.Argume
 
 
 def parse_config(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespace:
+    from sample_factory.cfg.arguments import parse_full_cfg
+
     return parse_full_cfg(parser, argv)

@@ -1,0 +1,26 @@
+"""Where a run lives: experiment name -> run directory -> checkpoint (paths only, so it imports quickly)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from cage_sf.errors import UsageError
+
+
+def run_dir(experiment: str, train_dir: str) -> Path:
+    path = Path(experiment) if Path(experiment, "config.json").is_file() else Path(train_dir, experiment)
+    if not (path / "config.json").is_file():
+        raise UsageError(f"unknown experiment {experiment!r}: no {path / 'config.json'}")
+    return path
+
+
+def find_checkpoint(run: Path, which: str) -> Path:
+    if which not in ("best", "latest"):
+        if not Path(which).is_file():
+            raise UsageError(f"checkpoint {which} does not exist")
+        return Path(which)
+    pattern = "best_*.pth" if which == "best" else "checkpoint_*.pth"
+    found = sorted((run / "checkpoint_p0").glob(pattern))
+    if not found:
+        raise UsageError(f"no {which} checkpoint in {run / 'checkpoint_p0'}")
+    return found[-1]
