@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 
 from cage_sf import cc4
+from cage_sf.parity import HOLDING_STEPS, record_episode
 from cage_sf.sim import make_cc4
 from cage_sf.sim.red import ACTION_NAMES, RedTeam
 from cage_sf.sim.topology import BLUE_SUBNETS, OZA, OZB, POPULATED, SUBNET_NAMES
@@ -25,7 +26,6 @@ from cage_sf.sim.topology import BLUE_SUBNETS, OZA, OZB, POPULATED, SUBNET_NAMES
 # Measured on real CybORG; the project's shared/ folder sits beside the checkout (as in CI).
 REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "cc4" / "reference_stats.json"
 EPISODES = 150  # per policy: ~75k env steps, well under a minute on one core
-HOLDING_STEPS = (100, 250, 400, 499)
 # The return within 2 SEM as asked. Phase sums get 3: the reference's sleep phase-0 mean (-186.6 +- 8.5, seeds 0-39)
 # is itself low; 75 fresh CybORG episodes (seeds 300-339, 400-434) gave -214.5 +- 7.0. The ~200 detail
 # comparisons (decomposition, holdings, flags, red counts) use a wider band to keep the family-wise error small.
@@ -36,17 +36,23 @@ pytestmark = pytest.mark.skipif(not REFERENCE.exists(), reason=f"{REFERENCE} is 
 
 @dataclass
 class Episodes:
-    """Per-episode measurements of one policy (lists are indexed by episode)."""
+    """Per-episode measurements of one policy: `cage-sf parity`'s statistics plus red counters and topology."""
 
-    returns: list[float] = field(default_factory=list)
-    phase_sums: list[np.ndarray] = field(default_factory=list)  # (3,)
-    terms: list[np.ndarray] = field(default_factory=list)  # (3 phases, LWF/ASF/RIA/restore)
-    holdings: dict[int, list[np.ndarray]] = field(default_factory=lambda: {k: [] for k in HOLDING_STEPS})  # (8, 2)
-    flag_rates: list[np.ndarray] = field(default_factory=list)  # (5 agents, proc/conn)
+    stats: list[dict[str, float]] = field(default_factory=list)
     red_counts: list[Counter] = field(default_factory=list)
     users: list[np.ndarray] = field(default_factory=list)  # (8,) per POPULATED subnet
     servers: list[np.ndarray] = field(default_factory=list)
     services_per_host: list[np.ndarray] = field(default_factory=list)  # (non-OZ mean, OZ mean)
+
+    def column(self, key: str) -> np.ndarray:
+        return np.array([row[key] for row in self.stats])
+
+    def flag_rate(self, agent: int, kind: str) -> np.ndarray:
+        """The agent's flag rate over all hosts it watches (reference_stats' per-agent figure)."""
+        subnets = [SUBNET_NAMES[s] for s in BLUE_SUBNETS[agent]]
+        hosts = [self.column(f"topology/{s}/servers") + self.column(f"topology/{s}/users") for s in subnets]
+        flagged = sum(self.column(f"flags/{kind}/{s}") * n for s, n in zip(subnets, hosts, strict=True))
+        return flagged / sum(hosts)
 
 
 def _instrument(episode_counts: list[Counter]):
@@ -61,7 +67,6 @@ def _instrument(episode_counts: list[Counter]):
     def counted_intake(self, topo, rng):
         due = intake(self, topo, rng)
         for _, action, runnable in due:
-            episode_counts[-1][ACTION_NAMES[action.kind]] += 1
             if not runnable:
                 episode_counts[-1][f"dropped_no_session_red_{ACTION_NAMES[action.kind]}"] += 1
         return due
@@ -76,56 +81,23 @@ def _instrument(episode_counts: list[Counter]):
 
 
 def simulate(policy: str, episodes: int) -> Episodes:
+    """Episodes as `cage-sf parity` plays them (episode s: engine seed s, policy rng 10000 + s)."""
     out = Episodes()
-    sleep = {a: cc4.sleep_action(cc4.agent_type(a)) for a in cc4.AGENTS}
     with pytest.MonkeyPatch.context() as patch:
         for name, wrapper in _instrument(out.red_counts).items():
             patch.setattr(RedTeam, name, wrapper)
         for episode in range(episodes):
             out.red_counts.append(Counter())
-            sim = make_cc4(seed=episode)
-            sim.reset()
-            rng = np.random.default_rng(10000 + episode)
-            topo = sim.topology
-            hosts_per_agent = np.array([sum(len(topo.subnet_hosts[s]) for s in subnets) for subnets in BLUE_SUBNETS])
-            flags = np.zeros((len(cc4.AGENTS), 2))
-            ret, phase_sums, terms = 0.0, np.zeros(3), np.zeros((3, 4))
-            for k in range(1, 501):
-                if policy == "sleep":
-                    actions = sleep
-                else:
-                    actions = {a: int(rng.integers(sim.action_space(a).n)) for a in sorted(sim.agents)}
-                obs, rewards, terminated, truncated, _ = sim.step(actions)
-                for i, agent in enumerate(cc4.AGENTS):
-                    vector = obs[agent]
-                    for block in range(len(BLUE_SUBNETS[i])):
-                        start = 1 + 59 * block
-                        flags[i, 0] += vector[start + 27 : start + 43].sum()
-                        flags[i, 1] += vector[start + 43 : start + 59].sum()
-                if k in out.holdings:
-                    held, root = sim.red.holdings(topo.num_hosts)
-                    out.holdings[k].append(
-                        np.array(
-                            [[held[topo.subnet_hosts[s]].mean(), root[topo.subnet_hosts[s]].mean()] for s in POPULATED]
-                        )
-                    )
-                if all(terminated[a] or truncated[a] for a in sim.agents):
-                    break
-                reward = float(np.mean(list(rewards.values())))
-                phase = 0 if k <= 167 else 1 if k <= 334 else 2
-                ret += reward
-                phase_sums[phase] += reward
-                t = sim.reward_terms
-                terms[phase] += (t.local_work, t.access, t.impact, t.restore_cost)
-            out.returns.append(ret)
-            out.phase_sums.append(phase_sums)
-            out.terms.append(terms)
-            out.flag_rates.append(flags / (hosts_per_agent[:, None] * k))
-            out.users.append(np.array([topo.is_user[topo.subnet_hosts[s]].sum() for s in POPULATED]))
-            out.servers.append(np.array([(~topo.is_user[topo.subnet_hosts[s]]).sum() for s in POPULATED]))
-            operational = np.isin(topo.subnet, (OZA, OZB))
-            services = topo.services.sum(axis=1)
-            out.services_per_host.append(np.array([services[~operational].mean(), services[operational].mean()]))
+            out.stats.append(record_episode("sim", policy, seed=episode))
+    for episode in range(episodes):
+        sim = make_cc4(seed=episode)
+        sim.reset()  # the scenario the episode played (the constructor draws one, reset the next, as in CybORG)
+        topo = sim.topology
+        operational = np.isin(topo.subnet, (OZA, OZB))
+        services = topo.services.sum(axis=1)
+        out.services_per_host.append(np.array([services[~operational].mean(), services[operational].mean()]))
+        out.users.append(np.array([topo.is_user[topo.subnet_hosts[s]].sum() for s in POPULATED]))
+        out.servers.append(np.array([(~topo.is_user[topo.subnet_hosts[s]]).sum() for s in POPULATED]))
     return out
 
 
@@ -153,30 +125,30 @@ def assert_close(name: str, sim_values, ref_mean: float, z: float, ref_sem: floa
 
 def test_episode_return(policy):
     name, sim, ref = policy
-    assert_close(f"{name} return", sim.returns, ref["eval_return"]["mean"], Z_MAIN, ref["eval_return"]["sem"])
+    returns = sim.column("return")
+    assert_close(f"{name} return", returns, ref["eval_return"]["mean"], Z_MAIN, ref["eval_return"]["sem"])
     # The spread must match too: a std far off means a wrong mechanism even with the right mean.
-    assert 0.6 < np.std(sim.returns, ddof=1) / ref["eval_return"]["std"] < 1.6
+    assert 0.6 < np.std(returns, ddof=1) / ref["eval_return"]["std"] < 1.6
 
 
 def test_reward_by_phase(policy):
     name, sim, ref = policy
-    sums = np.array(sim.phase_sums)
     for phase in range(3):
         stats = ref["phase_return"][str(phase)]
-        assert_close(f"{name} phase {phase}", sums[:, phase], stats["mean"], Z_PHASE, stats["sem"])
+        assert_close(f"{name} phase {phase}", sim.column(f"phase{phase}/sum"), stats["mean"], Z_PHASE, stats["sem"])
 
 
 def test_reward_decomposition(policy):
     name, sim, ref = policy
-    terms = np.array(sim.terms)  # (episodes, phase, LWF/ASF/RIA/restore)
     for phase in range(3):
         parts = ref["reward_contribution_mean_per_episode"][str(phase)]
-        for column, key in enumerate(("LWF", "ASF", "RIA")):
+        for key in ("LWF", "ASF", "RIA"):
+            values = sim.column(f"phase{phase}/{key.lower()}")
             if name == "sleep" and key == "ASF":
-                assert (terms[:, phase, column] == 0).all(), "no blocks under sleep, so no green access fails"
+                assert (values == 0).all(), "no blocks under sleep, so no green access fails"
                 continue
-            assert_close(f"{name} phase {phase} {key}", terms[:, phase, column], parts[key], Z_DETAIL)
-    restore = terms[:, :, 3].sum(axis=1)
+            assert_close(f"{name} phase {phase} {key}", values, parts[key], Z_DETAIL)
+    restore = sum(sim.column(f"phase{phase}/restore") for phase in range(3))
     if name == "sleep":
         assert (restore == 0).all()
     else:
@@ -187,22 +159,19 @@ def test_reward_decomposition(policy):
 def test_red_holdings(policy):
     name, sim, ref = policy
     for step in HOLDING_STEPS:
-        held = np.array(sim.holdings[step])  # (episodes, subnet, any/root)
-        for j, subnet in enumerate(POPULATED):
-            expected = ref["red_holdings"][str(step)][SUBNET_NAMES[subnet]]
-            for column, key in enumerate(("user_or_root_frac", "root_frac")):
-                assert_close(
-                    f"{name} k={step} {SUBNET_NAMES[subnet]} {key}", held[:, j, column], expected[key], Z_DETAIL
-                )
+        for subnet in (SUBNET_NAMES[s] for s in POPULATED):
+            expected = ref["red_holdings"][str(step)][subnet]
+            for ours, key in (("any", "user_or_root_frac"), ("root", "root_frac")):
+                values = sim.column(f"holdings@{step}/{subnet}/{ours}")
+                assert_close(f"{name} k={step} {subnet} {key}", values, expected[key], Z_DETAIL)
 
 
 def test_flag_rates(policy):
     name, sim, ref = policy
-    rates = np.array(sim.flag_rates)
     for i, agent in enumerate(cc4.AGENTS):
         expected = list(ref["flag_rates_per_existing_host_step"][agent].values())  # proc, conn
         for column, kind in enumerate(("process", "connection")):
-            assert_close(f"{name} {agent} {kind} flag", rates[:, i, column], expected[column], Z_DETAIL)
+            assert_close(f"{name} {agent} {kind} flag", sim.flag_rate(i, kind), expected[column], Z_DETAIL)
 
 
 def test_red_activity(policy):
@@ -211,7 +180,7 @@ def test_red_activity(policy):
     keys = ["ExploitRemoteService", "PrivilegeEscalate", "Impact", "DegradeServices", "DiscoverRemoteSystems"]
     keys += ["AggressiveServiceDiscovery", "StealthServiceDiscovery", "DiscoverDeception"]
     for key in keys:
-        counts = [c[key] for c in sim.red_counts]
+        counts = sim.column(f"red/{key}")
         assert_close(f"{name} {key}", counts, ref["red_executed_actions_mean_per_episode"][key], Z_DETAIL)
     for key in ("phishing_calls", "phishing_new_session"):
         counts = [c[key] for c in sim.red_counts]
