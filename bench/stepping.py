@@ -7,7 +7,7 @@ import time
 import numpy as np
 
 from cage_sf.backends import make_backend
-from cage_sf.env_registry import tune_garbage_collector
+from cage_sf.gc_tuning import tune_garbage_collector
 from cage_sf.policies import load_policy
 
 

@@ -2,6 +2,7 @@
 
     python bench/train_throughput.py --backend=cyborg --workers=2 --seconds=120
     python bench/train_throughput.py --backend=sim --baseline=synthetic --workers=2 --seconds=60
+    python bench/train_throughput.py --backend=cyborg --num_envs_per_worker=2   # other args: training overrides
 
 train: Sample Factory trains (preset, `--num_workers=workers`) for `seconds`; its steady-state rate is read
 from the run's own frame counter (start-up excluded). Baselines:
@@ -55,11 +56,12 @@ def steady_state_rate(log: str) -> float:
     return float(np.polyfit(times - times[0], frames, 1)[0])
 
 
-def train_agent_steps_per_s(backend: str, workers: int, seconds: float, preset: str) -> float:
+def train_agent_steps_per_s(backend: str, workers: int, seconds: float, preset: str, overrides: list[str]) -> float:
     with tempfile.TemporaryDirectory() as train_dir:
         command = [
             sys.executable, "-m", "cage_sf", "train", preset, f"--backend={backend}", f"--num_workers={workers}",
             f"--train_dir={train_dir}", f"--train_for_seconds={int(seconds)}", "--train_for_env_steps=10000000000",
+            *overrides,
         ]  # fmt: skip
         result = subprocess.run(command, cwd=REPO, capture_output=True, text=True)
         if result.returncode != 0:
@@ -79,22 +81,22 @@ def main() -> None:
         action="store_true",
         help="raw processes get training's garbage-collector settings too: isolates the pipeline's own overhead",
     )
-    args = parser.parse_args()
+    args, overrides = parser.parse_known_args()  # the rest (--name=value) goes to both trainings as overrides
 
     if args.baseline == "raw":
         print(f"raw: {args.workers} processes stepping {args.backend} for {args.seconds:.0f}s ...", flush=True)
         baseline = raw_agent_steps_per_s(args.backend, args.workers, args.seconds, args.raw_gc_tuned)
     else:
         print(f"synthetic: training, {args.workers} workers, {args.seconds:.0f}s ...", flush=True)
-        baseline = train_agent_steps_per_s("synthetic", args.workers, args.seconds, args.preset)
+        baseline = train_agent_steps_per_s("synthetic", args.workers, args.seconds, args.preset, overrides)
     print(f"{args.baseline}: {baseline:.1f} agent-steps/s", flush=True)
     print(f"train: {args.backend}, preset {args.preset}, {args.workers} workers, {args.seconds:.0f}s ...", flush=True)
-    trained = train_agent_steps_per_s(args.backend, args.workers, args.seconds, args.preset)
+    trained = train_agent_steps_per_s(args.backend, args.workers, args.seconds, args.preset, overrides)
     print(f"train: {trained:.1f} agent-steps/s", flush=True)
     baseline_key = "raw_agent_steps_per_s" if args.baseline == "raw" else "synthetic_train_agent_steps_per_s"
     print(json.dumps({
         "backend": args.backend, "workers": args.workers, "seconds": args.seconds, "preset": args.preset,
-        "raw_gc_tuned": args.raw_gc_tuned,
+        "raw_gc_tuned": args.raw_gc_tuned, "overrides": overrides,
         "train_agent_steps_per_s": round(trained, 1), baseline_key: round(baseline, 1),
         "ratio": round(trained / baseline, 3),
     }))  # fmt: skip
