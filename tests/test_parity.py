@@ -37,6 +37,20 @@ def test_verdicts_and_tost():
     assert "DIFFERS" in table and "equivalent at ±350" in table
 
 
+def test_family_verdict_separates_chance_from_real_differences():
+    """Of 100 statistics drawn from identical distributions ~5 land outside 2 SEM by chance; Holm flags none
+    of them, but does flag a real shift."""
+    rng = np.random.default_rng(1)
+    sim = {f"s{i}": rng.normal(0, 1, 1000) for i in range(100)}
+    cyborg = {f"s{i}": rng.normal(0, 1, 100) for i in range(100)}
+    sim["return"], cyborg["return"] = rng.normal(0, 1, 1000), rng.normal(0, 1, 100)
+    sim["shifted"], cyborg["shifted"] = rng.normal(0, 1, 1000), rng.normal(1.0, 1, 100)
+    family = compare(sim, cyborg, margin=1)["family"]
+    assert family["outside_2_sem"] >= 2 and family["expected_by_chance"] == pytest.approx(0.0455 * 102, rel=0.01)
+    assert family["holm_differ"] == ["shifted"]
+    assert "family-wise error (Holm): shifted" in format_table(compare(sim, cyborg, margin=1))
+
+
 def test_parity_without_cyborg_reports_the_simulator(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(parity, "cyborg_available", lambda: False)
     out = tmp_path / "report.json"
