@@ -134,8 +134,9 @@ class CybORGProbe:
         executed = []
         for agent, actions in self._controller.action.items():
             if agent.startswith("red") and actions and type(actions[0]).__name__ in RED_ACTIONS:
-                success = self._controller.observation[agent].observations[0].data["success"]
-                executed.append((type(actions[0]).__name__, success == TernaryEnum.TRUE))
+                observed = self._controller.observation[agent].observations  # empty when the action was dropped
+                success = bool(observed) and observed[0].data.get("success") == TernaryEnum.TRUE
+                executed.append((type(actions[0]).__name__, success))
         return executed
 
 

@@ -63,12 +63,13 @@ def test_parity_without_cyborg_reports_the_simulator(tmp_path, monkeypatch, caps
 
 @pytest.mark.cyborg
 def test_cyborg_reward_split_matches_its_reward(tmp_path):
-    stats = record_episode("cyborg", "random", seed=1)
-    rng, restores = np.random.default_rng(10001), 0
+    """Seed 0 also has red actions CybORG drops (their session gone: no observation at all)."""
+    stats = record_episode("cyborg", "random", seed=0)
+    rng, restores = np.random.default_rng(10000), 0
     # the random policy's Restore submissions on existing hosts: each costs exactly -1
     from cage_sf.backends import make_backend
 
-    env = make_backend("cyborg", seed=1)
+    env = make_backend("cyborg", seed=0)
     _, info = env.reset()
     for _ in range(498):
         for agent in sorted(cc4.AGENTS):
