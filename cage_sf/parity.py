@@ -26,6 +26,7 @@ from cage_sf import cc4
 from cage_sf.backends import cyborg_available, make_backend
 from cage_sf.evaluate import evaluation_episode, phase_of
 from cage_sf.policies import load_policy
+from cage_sf.sim.red import ACTION_NAMES, WD
 
 STATS_VERSION = 2  # bump when a statistic's definition changes: cached episodes are then recomputed
 HOLDING_STEPS = (100, 250, 400, 499)
@@ -40,16 +41,8 @@ DEFENDED = {  # subnet name -> (blue agent, block index inside its observation /
 }
 POPULATED = (*DEFENDED, "contractor_network_subnet")
 TERMS = ("lwf", "asf", "ria", "restore")
-RED_ACTIONS = (  # §11.5: red actions executed per episode (dropped stale-session actions included, as failures)
-    "DiscoverRemoteSystems",
-    "AggressiveServiceDiscovery",
-    "StealthServiceDiscovery",
-    "DiscoverDeception",
-    "ExploitRemoteService",
-    "PrivilegeEscalate",
-    "Impact",
-    "DegradeServices",
-)
+# §11.5, executed per episode (dropped stale-session actions count as failures); red never Withdraws
+RED_ACTIONS = ACTION_NAMES[:WD]
 RED_SUCCESSES = ("ExploitRemoteService", "Impact")  # the two whose outcome varies without blue interference
 
 
@@ -76,8 +69,6 @@ class SimProbe:
         }
 
     def red_actions(self) -> list[tuple[str, bool]]:
-        from cage_sf.sim.red import ACTION_NAMES
-
         return [(ACTION_NAMES[kind], success) for kind, success in self._env.red_actions]
 
 
