@@ -24,11 +24,11 @@ import numpy as np
 
 from cage_sf import cc4
 from cage_sf.backends import cyborg_available, make_backend
-from cage_sf.evaluate import evaluation_episode, phase_of
+from cage_sf.evaluate import EPISODE_LENGTH, evaluation_episode, phase_of
 from cage_sf.policies import load_policy
 from cage_sf.sim.red import ACTION_NAMES, WD
 
-STATS_VERSION = 2  # bump when a statistic's definition changes: cached episodes are then recomputed
+STATS_VERSION = 3  # bump when a statistic's definition changes: cached episodes are then recomputed
 HOLDING_STEPS = (100, 250, 400, 499)
 DEFENDED = {  # subnet name -> (blue agent, block index inside its observation / action slots)
     "restricted_zone_a_subnet": (0, 0),
@@ -41,9 +41,12 @@ DEFENDED = {  # subnet name -> (blue agent, block index inside its observation /
 }
 POPULATED = (*DEFENDED, "contractor_network_subnet")
 TERMS = ("lwf", "asf", "ria", "restore")
-# §11.5, executed per episode (dropped stale-session actions count as failures); red never Withdraws
+# §11.5 per episode: actions due (executed or dropped for a stale session id), dropped ones, successes of
+# executed ones. CybORG's own counters call a dropped action TRUE: red's observation then holds only the
+# end-of-turn session check, which always succeeds. Red never Withdraws.
 RED_ACTIONS = ACTION_NAMES[:WD]
 RED_SUCCESSES = ("ExploitRemoteService", "Impact")  # the two whose outcome varies without blue interference
+RED_AGENTS = range(1, 6)  # red_agent_0 holds its foothold from step 0; the others wait for phishing or a hand-over
 
 
 class SimProbe:
@@ -68,8 +71,11 @@ class SimProbe:
             if name in POPULATED
         }
 
-    def red_actions(self) -> list[tuple[str, bool]]:
+    def red_actions(self) -> list[tuple[str, bool | None]]:
         return [(ACTION_NAMES[kind], success) for kind, success in self._env.red_actions]
+
+    def red_active(self) -> list[bool]:
+        return [agent.active for agent in self._env.red.agents]
 
 
 class CybORGProbe:
@@ -119,16 +125,23 @@ class CybORGProbe:
             counts[subnet][2] += any(session.username == "root" for session in red)
         return {name: (c[1] / c[0], c[2] / c[0]) for name, c in counts.items()}
 
-    def red_actions(self) -> list[tuple[str, bool]]:
+    def red_actions(self) -> list[tuple[str, bool | None]]:
+        """(name, success) of each red action due this step; None when CybORG dropped it unexecuted (its
+        observation list then lacks the action's own entry, the one that carries the action)."""
         from CybORG.Shared.Enums import TernaryEnum
 
-        executed = []
+        due = []
         for agent, actions in self._controller.action.items():
             if agent.startswith("red") and actions and type(actions[0]).__name__ in RED_ACTIONS:
-                observed = self._controller.observation[agent].observations  # empty when the action was dropped
-                success = bool(observed) and observed[0].data.get("success") == TernaryEnum.TRUE
-                executed.append((type(actions[0]).__name__, success))
-        return executed
+                observed = self._controller.observation[agent].observations
+                own = [o for o in observed if o.data.get("action") is actions[0]]
+                success = own[0].data.get("success") == TernaryEnum.TRUE if own else None
+                due.append((type(actions[0]).__name__, success))
+        return due
+
+    def red_active(self) -> list[bool]:
+        interfaces = self._controller.agent_interfaces
+        return [interfaces[f"red_agent_{i}"].active for i in range(6)]
 
 
 def flag_slices(agent: int) -> list[tuple[str, int]]:
@@ -150,7 +163,9 @@ def record_episode(engine: str, policy: str, seed: int) -> dict[str, float]:
 
     stats: dict[str, float] = {"return": 0.0}
     stats |= {f"phase{p}/{term}": 0.0 for p in range(3) for term in ("sum", *TERMS)}
-    stats |= {f"red/{name}": 0.0 for name in RED_ACTIONS} | {f"red/{name}/success": 0.0 for name in RED_SUCCESSES}
+    stats |= {f"red/{name}": 0.0 for name in RED_ACTIONS} | {f"red/{name}/dropped": 0.0 for name in RED_ACTIONS}
+    stats |= {f"red/{name}/success": 0.0 for name in RED_SUCCESSES}
+    first_active = {f"red/agent{i}/first_active": float(EPISODE_LENGTH) for i in RED_AGENTS}
     hosts = {}
     flags = {f"flags/{kind}/{name}": 0.0 for name in DEFENDED for kind in ("process", "connection")}
     steps = 0
@@ -167,8 +182,13 @@ def record_episode(engine: str, policy: str, seed: int) -> dict[str, float]:
                 flags[f"flags/connection/{name}"] += obs[agent][start + cc4.CONNECTION_FLAGS :][:16] @ hosts[name]
         for name, success in probe.red_actions():
             stats[f"red/{name}"] += 1
+            stats[f"red/{name}/dropped"] += success is None
             if name in RED_SUCCESSES:
-                stats[f"red/{name}/success"] += success
+                stats[f"red/{name}/success"] += bool(success)
+        for i, active in enumerate(probe.red_active()):
+            key = f"red/agent{i}/first_active"
+            if active and key in first_active:
+                first_active[key] = min(first_active[key], k)
         if k in HOLDING_STEPS:
             for name, (held, root) in probe.holdings().items():
                 stats[f"holdings@{k}/{name}/any"], stats[f"holdings@{k}/{name}/root"] = held, root
@@ -181,7 +201,7 @@ def record_episode(engine: str, policy: str, seed: int) -> dict[str, float]:
             stats[f"phase{phase}/{term}"] += value
     for key, count in flags.items():
         stats[key] = count / (steps * hosts[key.split("/")[2]].sum())
-    return stats
+    return stats | first_active
 
 
 def _record(args: tuple[str, str, int, str | None]) -> dict[str, float]:

@@ -20,8 +20,10 @@ def test_sim_episode_statistics_are_consistent():
         assert 1 <= stats[f"topology/{name}/servers"] <= 6 and 3 <= stats[f"topology/{name}/users"] <= 10
         assert 0 <= stats[f"flags/process/{name}"] < 0.5
     for name in parity.RED_SUCCESSES:
-        assert 0 < stats[f"red/{name}/success"] < stats[f"red/{name}"]
+        assert 0 < stats[f"red/{name}/success"] < stats[f"red/{name}"] - stats[f"red/{name}/dropped"]
     assert all(stats[f"red/{name}"] > 0 for name in parity.RED_ACTIONS)
+    assert stats["red/ExploitRemoteService/dropped"] > 0  # blue's Removes/Restores leave stale session ids
+    assert all(1 <= stats[f"red/agent{i}/first_active"] <= 500 for i in parity.RED_AGENTS)
 
 
 def test_verdicts_and_tost():
@@ -63,7 +65,8 @@ def test_parity_without_cyborg_reports_the_simulator(tmp_path, monkeypatch, caps
 
 @pytest.mark.cyborg
 def test_cyborg_reward_split_matches_its_reward(tmp_path):
-    """Seed 0 also has red actions CybORG drops (their session gone: no observation at all)."""
+    """Seed 0 also has red actions CybORG drops (their session gone: red observes only its session check,
+    and once, when red lost every session, nothing at all)."""
     stats = record_episode("cyborg", "random", seed=0)
     rng, restores = np.random.default_rng(10000), 0
     # the random policy's Restore submissions on existing hosts: each costs exactly -1
@@ -79,3 +82,6 @@ def test_cyborg_reward_split_matches_its_reward(tmp_path):
     assert sum(stats[f"phase{p}/restore"] for p in range(3)) == pytest.approx(-restores)
     assert stats["phase2/lwf"] < 0
     assert 0 < stats["red/Impact/success"] < stats["red/Impact"] and stats["red/DegradeServices"] > 0
+    exploits, dropped = stats["red/ExploitRemoteService"], stats["red/ExploitRemoteService/dropped"]
+    assert 0 < dropped and 0 < stats["red/ExploitRemoteService/success"] < exploits - dropped
+    assert all(1 <= stats[f"red/agent{i}/first_active"] < 200 for i in parity.RED_AGENTS)

@@ -76,7 +76,7 @@ class CC4Sim:
         impacts = []
         self.red_actions = []
         for agent, action, runnable in red_due:
-            success = runnable and self._red.execute(agent, action, topo, hosts, rng)
+            success = self._red.execute(agent, action, topo, hosts, rng) if runnable else None
             self.red_actions.append((action.kind, success))
             if action.kind == IMP:  # counted even when dropped or failed [BUG], if red still holds a session
                 impacts.append((agent, action.host))
@@ -145,7 +145,8 @@ class CC4Sim:
         self._green_penalty = (LWF[:, self._greens.subnet], ASF[:, self._greens.subnet])
         self._t = 0
         self.reward_terms = RewardTerms()
-        self.red_actions: list[tuple[int, bool]] = []  # (kind, success) executed in the last step: diagnostics
+        # (kind, success) of the red actions due in the last step, success None if dropped unexecuted: diagnostics
+        self.red_actions: list[tuple[int, bool | None]] = []
         self.agents = list(cc4.AGENTS)
 
     def _infos(self) -> dict[str, dict]:
