@@ -2,9 +2,11 @@
 
 Both engines play the same blue policy for N episodes (episode `s` uses engine seed `s` and policy rng
 `10000 + s`, counted like CybORG's `evaluation.py`). Every statistic gets a verdict: the means agree
-within 2 combined standard errors. The episode return also gets the gap with its 90% confidence
-interval and a TOST equivalence verdict at a margin. CybORG is the slow side: its episodes run in
-parallel processes and are cached on disk, so repeated comparisons reuse them.
+within 2 combined standard errors. Means are taken at the expected topology (a regression on each episode's
+host counts, whose distribution is known exactly), since a run's random subnet sizes otherwise move the
+return by more than the margin we test for; the plain means stay in the report. The episode return also
+gets the gap with its 90% confidence interval and a TOST equivalence verdict at a margin. CybORG is the
+slow side: its episodes run in parallel processes and are cached on disk, so repeated comparisons reuse them.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from cage_sf.backends import cyborg_available, make_backend
 from cage_sf.evaluate import EPISODE_LENGTH, evaluation_episode, phase_of
 from cage_sf.policies import load_policy
 from cage_sf.sim.red import ACTION_NAMES, WD
+from cage_sf.sim.topology import MAX_SERVERS, MAX_USERS, MIN_SERVERS, MIN_USERS
 
 STATS_VERSION = 3  # bump when a statistic's definition changes: cached episodes are then recomputed
 HOLDING_STEPS = (100, 250, 400, 499)
@@ -247,16 +250,53 @@ def mean_sem(values: np.ndarray) -> tuple[float, float]:
     return float(values.mean()), float(values.std(ddof=1) / math.sqrt(len(values)))
 
 
+def topology_covariates(stats: dict[str, np.ndarray]) -> np.ndarray | None:
+    """Each episode's host counts minus their exact expectation: both engines draw users U{3..10} and servers
+    U{1..6} per subnet, so the expectation is known and needs no estimate."""
+    keys = sorted(key for key in stats if key.startswith("topology/"))
+    if not keys:
+        return None
+    expected = [(MIN_USERS + MAX_USERS if key.endswith("/users") else MIN_SERVERS + MAX_SERVERS) / 2 for key in keys]
+    return np.column_stack([stats[key] for key in keys]) - np.array(expected)
+
+
+def adjusted_mean_sem(values: np.ndarray, covariates: np.ndarray | None) -> tuple[float, float]:
+    """The mean at the expected topology (regression estimator with known covariate means) and its SEM.
+
+    Unbiased like the plain mean, but it removes the share of the spread that comes from each episode's random
+    host counts (LWF scales with the user hosts of the operational zones), so a sample that happened to draw
+    small subnets no longer looks like a different simulator. Falls back to the plain mean when the design is
+    too small or the statistic is the topology itself.
+    """
+    n = len(values)
+    if covariates is None or n <= 2 * (covariates.shape[1] + 1):
+        return mean_sem(values)
+    design = np.column_stack([np.ones(n), covariates])
+    beta, _, rank, _ = np.linalg.lstsq(design, values, rcond=None)
+    residual = values - design @ beta
+    if rank < design.shape[1] or not residual.any():
+        return mean_sem(values)
+    variance = residual @ residual / (n - design.shape[1])
+    return float(beta[0]), float(math.sqrt(variance * np.linalg.inv(design.T @ design)[0, 0]))
+
+
 def compare(sim: dict[str, np.ndarray], cyborg: dict[str, np.ndarray] | None, margin: float) -> dict:
-    """Per statistic: both means and SEMs and the 2-SEM verdict; for the return also the gap's 90% CI and TOST."""
+    """Per statistic: both engines' topology-adjusted means and SEMs (plain means beside them) and the 2-SEM
+    verdict; for the return also the gap's 90% CI and TOST."""
+    engines = {"sim": sim} | ({"cyborg": cyborg} if cyborg is not None else {})
+    covariates = {name: topology_covariates(stats) for name, stats in engines.items()}
     rows = {}
-    for key, values in sim.items():
-        row = dict(zip(("sim_mean", "sim_sem"), mean_sem(values), strict=True))
+    for key in sim:
+        row = {}
+        for name, stats in engines.items():
+            adjust = None if key.startswith("topology/") else covariates[name]
+            row[f"{name}_mean"], row[f"{name}_sem"] = adjusted_mean_sem(stats[key], adjust)
+            row[f"{name}_plain_mean"] = float(stats[key].mean())
         if cyborg is not None:
-            row |= dict(zip(("cyborg_mean", "cyborg_sem"), mean_sem(cyborg[key]), strict=True))
             gap, se = row["sim_mean"] - row["cyborg_mean"], math.hypot(row["sim_sem"], row["cyborg_sem"])
             p_value = 2 * (1 - NormalDist().cdf(abs(gap) / se)) if se > 0 else float(gap == 0)
             row |= {"gap": gap, "within_2_sem": abs(gap) <= 2 * se or gap == 0, "p_value": p_value}
+            row["plain_gap"] = row["sim_plain_mean"] - row["cyborg_plain_mean"]
         rows[key] = row
     report = {"statistics": rows}
     if cyborg is not None:
@@ -266,7 +306,14 @@ def compare(sim: dict[str, np.ndarray], cyborg: dict[str, np.ndarray] | None, ma
         se = math.hypot(ret["sim_sem"], ret["cyborg_sem"])
         low, high = ret["gap"] - z * se, ret["gap"] + z * se
         equivalent = -margin < low and high < margin
-        report["return_gap"] = {"gap": ret["gap"], "ci90": [low, high], "margin": margin, "tost_equivalent": equivalent}
+        report["return_gap"] = {
+            "gap": ret["gap"],
+            "ci90": [low, high],
+            "margin": margin,
+            "tost_equivalent": equivalent,
+            "plain_gap": ret["plain_gap"],
+            "plain_ci90_halfwidth": z * math.hypot(*(mean_sem(e["return"])[1] for e in engines.values())),
+        }
     return report
 
 
@@ -288,7 +335,7 @@ def format_table(report: dict) -> str:
     stats = report["statistics"]
     with_cyborg = "cyborg_mean" in next(iter(stats.values()))
     header = f"{'statistic':52} {'sim':>20}" + (f" {'cyborg':>20} {'gap':>9}  verdict" if with_cyborg else "")
-    lines = [header, "-" * len(header)]
+    lines = [header + ("  (means at the expected topology)" if with_cyborg else ""), "-" * len(header)]
     for key, row in stats.items():
         line = f"{key:52} {row['sim_mean']:>11.4g} ± {row['sim_sem']:<6.2g}"
         if with_cyborg:
@@ -299,7 +346,8 @@ def format_table(report: dict) -> str:
         low, high = gap["ci90"]
         verdict = "equivalent" if gap["tost_equivalent"] else "NOT shown equivalent"
         lines.append(
-            f"return gap {gap['gap']:.1f}, 90% CI [{low:.1f}, {high:.1f}]: {verdict} at ±{gap['margin']:g} (TOST)"
+            f"return gap {gap['gap']:.1f}, 90% CI [{low:.1f}, {high:.1f}]: {verdict} at ±{gap['margin']:g} (TOST); "
+            f"plain means: {gap['plain_gap']:.1f} ± {gap['plain_ci90_halfwidth']:.1f}"
         )
         family = report["family"]
         differ = ", ".join(family["holm_differ"]) or "none"

@@ -53,6 +53,27 @@ def test_family_verdict_separates_chance_from_real_differences():
     assert "family-wise error (Holm): shifted" in format_table(compare(sim, cyborg, margin=1))
 
 
+def test_topology_adjustment_removes_an_unlucky_draw_of_subnet_sizes():
+    """Two engines with the same behaviour, one of which happened to draw small operational subnets: the plain
+    means differ, the means at the expected topology agree and are tighter."""
+    rng = np.random.default_rng(2)
+
+    def engine(episodes: int, user_bias: int) -> dict[str, np.ndarray]:
+        users = rng.integers(3, 11 - user_bias, episodes).astype(float)
+        servers = rng.integers(1, 7, episodes).astype(float)
+        ret = -6500 - 180 * (users - 6.5) + 200 * (servers - 3.5) + rng.normal(0, 300, episodes)
+        subnet = "topology/operational_zone_b_subnet"
+        return {"return": ret, f"{subnet}/users": users, f"{subnet}/servers": servers}
+
+    report = compare(engine(2000, 0), engine(200, 2), margin=150)
+    ret = report["statistics"]["return"]
+    assert abs(ret["plain_gap"]) > 150 and abs(ret["gap"]) < 80 and report["return_gap"]["tost_equivalent"]
+    assert ret["cyborg_sem"] < np.std(engine(200, 0)["return"], ddof=1) / np.sqrt(200)
+    assert ret["cyborg_mean"] == pytest.approx(-6500, abs=80)
+    users = report["statistics"]["topology/operational_zone_b_subnet/users"]
+    assert users["cyborg_mean"] == pytest.approx(users["cyborg_plain_mean"])  # the topology itself is not adjusted
+
+
 def test_parity_without_cyborg_reports_the_simulator(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(parity, "cyborg_available", lambda: False)
     out = tmp_path / "report.json"

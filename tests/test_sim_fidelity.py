@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from cage_sf import cc4
-from cage_sf.parity import HOLDING_STEPS, record_episode
+from cage_sf.parity import HOLDING_STEPS, RED_ACTIONS, RED_SUCCESSES, record_episode
 from cage_sf.sim import make_cc4
 from cage_sf.sim.red import ACTION_NAMES, RedTeam
 from cage_sf.sim.topology import BLUE_SUBNETS, OZA, OZB, POPULATED, SUBNET_NAMES
@@ -56,20 +56,21 @@ class Episodes:
 
 
 def _instrument(episode_counts: list[Counter]):
-    """Count red actions by outcome, dropped red actions and phishing attempts into episode_counts[-1]."""
-    execute, intake, phish = RedTeam.execute, RedTeam.intake, RedTeam.phish
+    """Count red actions by outcome, why exploits fail before choosing an exploit, and phishing attempts into
+    episode_counts[-1] (names as in reference_stats' counters)."""
+    execute, exploit, phish = RedTeam.execute, RedTeam._exploit, RedTeam.phish
 
     def counted_execute(self, agent, action, topo, hosts, rng):
         ok = execute(self, agent, action, topo, hosts, rng)
         episode_counts[-1][f"{ACTION_NAMES[action.kind]}_{'TRUE' if ok else 'FALSE'}"] += 1
         return ok
 
-    def counted_intake(self, topo, rng):
-        due = intake(self, topo, rng)
-        for _, action, runnable in due:
-            if not runnable:
-                episode_counts[-1][f"dropped_no_session_red_{ACTION_NAMES[action.kind]}"] += 1
-        return due
+    def counted_exploit(self, agent, source, target, topo, hosts, rng):
+        if not source.abstract:
+            episode_counts[-1]["exploit_pre_not_abstract_session"] += 1
+        elif target not in source.ports:
+            episode_counts[-1]["exploit_pre_ip_not_in_ports"] += 1
+        return exploit(self, agent, source, target, topo, hosts, rng)
 
     def counted_phish(self, host, topo):
         before = sum(len(a.sessions) for a in self.agents)
@@ -77,7 +78,7 @@ def _instrument(episode_counts: list[Counter]):
         episode_counts[-1]["phishing_calls"] += 1
         episode_counts[-1]["phishing_new_session"] += sum(len(a.sessions) for a in self.agents) > before
 
-    return {"execute": counted_execute, "intake": counted_intake, "phish": counted_phish}
+    return {"execute": counted_execute, "_exploit": counted_exploit, "phish": counted_phish}
 
 
 def simulate(policy: str, episodes: int) -> Episodes:
@@ -189,7 +190,7 @@ def test_red_activity(policy):
         for key in ("ExploitRemoteService_TRUE", "Impact_TRUE", "Impact_FALSE", "DegradeServices_TRUE"):
             counts = [c[key] for c in sim.red_counts]
             assert_close(f"{name} {key}", counts, ref["red_executed_actions_mean_per_episode"][key], Z_DETAIL)
-        assert sum(c[k] for c in sim.red_counts for k in c if k.startswith("dropped")) == 0
+        assert sum(sim.column(f"red/{key}/dropped").sum() for key in RED_ACTIONS) == 0
         # As in CybORG: without blue interference every action but Exploit and Impact always succeeds.
         always = ("DiscoverRemoteSystems", "AggressiveServiceDiscovery", "StealthServiceDiscovery")
         always += ("DiscoverDeception", "PrivilegeEscalate", "DegradeServices")
@@ -197,8 +198,17 @@ def test_red_activity(policy):
     else:
         for key in ("ExploitRemoteService", "DiscoverDeception", "Impact"):
             dropped = f"dropped_no_session_red_{key}"
-            counts = [c[dropped] for c in sim.red_counts]
+            counts = sim.column(f"red/{key}/dropped")
             assert_close(f"{name} {dropped}", counts, ref["counters_mean_per_episode"][dropped], Z_DETAIL)
+        # Under blue interference outcomes depend on stale ids and removed sessions. CybORG's counters call a
+        # dropped action TRUE (red then observes only its session check), so compare executed successes plus drops.
+        for key in RED_SUCCESSES:
+            observed = sim.column(f"red/{key}/success") + sim.column(f"red/{key}/dropped")
+            reported = ref["red_executed_actions_mean_per_episode"][f"{key}_TRUE"]
+            assert_close(f"{name} {key}_TRUE as CybORG reports it", observed, reported, Z_DETAIL)
+        for reason in ("exploit_pre_not_abstract_session", "exploit_pre_ip_not_in_ports"):
+            counts = [c[reason] for c in sim.red_counts]
+            assert_close(f"{name} {reason}", counts, ref["counters_mean_per_episode"][reason], Z_DETAIL)
 
 
 def test_topology_counts(policy):

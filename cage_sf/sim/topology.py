@@ -37,7 +37,8 @@ RED_OWNER = np.full(NUM_SUBNETS, -1, dtype=np.int64)
 for _red, _subnets in enumerate(RED_SUBNETS):
     RED_OWNER[list(_subnets)] = _red
 
-MAX_SERVERS, MAX_USERS = 6, 10
+MIN_SERVERS, MAX_SERVERS = 1, 6  # per populated subnet, uniform (CybORG's MIN/MAX_SERVER_HOSTS)
+MIN_USERS, MAX_USERS = 3, 10
 SLOTS_PER_SUBNET = MAX_SERVERS + MAX_USERS  # wrapper slot order: server_0..5, user_0..9
 
 # Service columns of the per-host service table. Decoys are services too (green LocalWork may pick them).
@@ -88,7 +89,8 @@ def draw_topology(rng: np.random.Generator) -> Topology:
     is_user: list[bool] = []
     slot_host = np.full((NUM_SUBNETS, SLOTS_PER_SUBNET), -1, dtype=np.int64)
     for subnet in POPULATED:
-        users, servers = int(rng.integers(3, 11)), int(rng.integers(1, 7))
+        users = int(rng.integers(MIN_USERS, MAX_USERS + 1))
+        servers = int(rng.integers(MIN_SERVERS, MAX_SERVERS + 1))
         for kind, count, first_slot in (("user", users, MAX_SERVERS), ("server", servers, 0)):
             for i in range(count):
                 slot_host[subnet, first_slot + i] = len(names)
