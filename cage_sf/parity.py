@@ -29,7 +29,7 @@ from cage_sf.backends import cyborg_available, make_backend
 from cage_sf.evaluate import EPISODE_LENGTH, evaluation_episode, phase_of
 from cage_sf.policies import load_policy
 from cage_sf.sim.red import ACTION_NAMES, WD
-from cage_sf.sim.topology import MAX_SERVERS, MAX_USERS, MIN_SERVERS, MIN_USERS
+from cage_sf.sim.topology import MAX_SERVERS, MAX_USERS, MIN_SERVERS, MIN_USERS, NUM_RED
 
 STATS_VERSION = 3  # bump when a statistic's definition changes: cached episodes are then recomputed
 HOLDING_STEPS = (100, 250, 400, 499)
@@ -49,7 +49,7 @@ TERMS = ("lwf", "asf", "ria", "restore")
 # end-of-turn session check, which always succeeds. Red never Withdraws.
 RED_ACTIONS = ACTION_NAMES[:WD]
 RED_SUCCESSES = ("ExploitRemoteService", "Impact")  # the two whose outcome varies without blue interference
-RED_AGENTS = range(1, 6)  # red_agent_0 holds its foothold from step 0; the others wait for phishing or a hand-over
+RED_AGENTS = range(1, NUM_RED)  # red_agent_0 holds a foothold from step 0; the rest wait for phishing or a hand-over
 
 
 class SimProbe:
@@ -144,7 +144,7 @@ class CybORGProbe:
 
     def red_active(self) -> list[bool]:
         interfaces = self._controller.agent_interfaces
-        return [interfaces[f"red_agent_{i}"].active for i in range(6)]
+        return [interfaces[f"red_agent_{i}"].active for i in range(NUM_RED)]
 
 
 def flag_slices(agent: int) -> list[tuple[str, int]]:
@@ -188,9 +188,10 @@ def record_episode(engine: str, policy: str, seed: int) -> dict[str, float]:
             stats[f"red/{name}/dropped"] += success is None
             if name in RED_SUCCESSES:
                 stats[f"red/{name}/success"] += bool(success)
-        for i, active in enumerate(probe.red_active()):
+        active = probe.red_active()
+        for i in RED_AGENTS:
             key = f"red/agent{i}/first_active"
-            if active and key in first_active:
+            if active[i]:
                 first_active[key] = min(first_active[key], k)
         if k in HOLDING_STEPS:
             for name, (held, root) in probe.holdings().items():
