@@ -36,6 +36,11 @@ def _parser() -> argparse.ArgumentParser:
     parity.add_argument("--sim-episodes", type=int, help="simulator episodes (default: 10x --episodes)")
     parity.add_argument("--margin", type=float, default=350.0, help="TOST equivalence margin for the return")
     parity.add_argument("--out", type=Path, help="JSON report (default: parity_<policy>.json)")
+    parity.add_argument(
+        "--replicate",
+        action="store_true",
+        help="re-test the statistics outside 2 SEM on as many fresh episodes of both engines (seeds N..2N-1)",
+    )
     parity.add_argument("--workers", type=int, default=os.cpu_count(), help="parallel episode processes")
     parity.add_argument(
         "--cache-dir",
@@ -79,7 +84,10 @@ def main(argv: list[str] | None = None) -> int:
 
             out = args.out or Path(f"parity_{args.policy.replace(':', '_')}.json")
             sim_episodes = args.sim_episodes or 10 * args.episodes
-            run_parity(args.policy, args.episodes, sim_episodes, args.margin, out, args.workers, args.cache_dir)
+            run_parity(
+                args.policy, args.episodes, sim_episodes, args.margin, out, args.workers, args.cache_dir,
+                replication=args.replicate,
+            )  # fmt: skip
         if args.command == "export":
             from cage_sf.export import export
 

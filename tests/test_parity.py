@@ -53,6 +53,45 @@ def test_family_verdict_separates_chance_from_real_differences():
     assert "family-wise error (Holm): shifted" in format_table(compare(sim, cyborg, margin=1))
 
 
+def test_replication_keeps_real_differences_and_drops_chance_ones():
+    """Stage one: 100 equal statistics (a few outside 2 SEM by chance) and one real shift. On fresh episodes the
+    shift recurs on the same side; the chance outliers come back inside."""
+
+    def engines(seed: int) -> tuple[dict, dict]:
+        rng = np.random.default_rng(seed)
+        sim = {f"s{i}": rng.normal(0, 1, 1000) for i in range(100)} | {"return": rng.normal(0, 1, 1000)}
+        cyborg = {f"s{i}": rng.normal(0, 1, 100) for i in range(100)} | {"return": rng.normal(0, 1, 100)}
+        sim["shifted"], cyborg["shifted"] = rng.normal(0, 1, 1000), rng.normal(0.5, 1, 100)
+        return sim, cyborg
+
+    first = compare(*engines(3), margin=1)
+    flagged = [key for key, row in first["statistics"].items() if not row["within_2_sem"]]
+    assert "shifted" in flagged and len(flagged) >= 3
+    again = parity.replicate(first, compare(*engines(4), margin=1))
+    assert list(again["statistics"]) == flagged and again["recur"] == ["shifted"]
+    table = format_table(first | {"replication": again})
+    assert "RECURS" in table and "differences that recur: shifted" in table
+
+
+def test_replication_runs_both_engines_on_fresh_seeds(tmp_path, monkeypatch):
+    calls = []
+
+    def collect(engine, policy, seeds, workers, cache_dir):
+        calls.append((engine, seeds))
+        shift = 1.0 if engine == "cyborg" and seeds.start == 0 else 0.0  # a chance outlier in the first seeds only
+        rng = np.random.default_rng(seeds.start + len(engine))
+        return {"return": rng.normal(0, 1, len(seeds)), "x": rng.normal(shift, 1, len(seeds))}
+
+    monkeypatch.setattr(parity, "cyborg_available", lambda: True)
+    monkeypatch.setattr(parity, "collect", collect)
+    out = tmp_path / "report.json"
+    parity.run_parity("sleep", 100, 1000, 350, out, workers=1, cache_dir=tmp_path, replication=True)
+    assert calls == [("sim", range(0, 1000)), ("cyborg", range(0, 100)), ("sim", range(1000, 2000)),
+                     ("cyborg", range(100, 200))]  # fmt: skip
+    report = json.loads(out.read_text())
+    assert list(report["replication"]["statistics"]) == ["x"] and report["replication"]["recur"] == []
+
+
 def test_topology_adjustment_removes_an_unlucky_draw_of_subnet_sizes():
     """Two engines with the same behaviour, one of which happened to draw small operational subnets: the plain
     means differ, the means at the expected topology agree and are tighter."""
