@@ -340,6 +340,13 @@ def _with_cyborg(line: str, row: dict, verdict: str) -> str:
     return line + f" {row['cyborg_mean']:>11.4g} ± {row['cyborg_sem']:<6.2g} {row['gap']:>9.3g}  {verdict}"
 
 
+def _replication_verdict(key: str, row: dict, again: dict) -> str:
+    """RECURS: outside again on the same side; other side: outside again but the gap changed sign; gone: inside."""
+    if key in again["recur"]:
+        return "RECURS"
+    return "gone" if row["within_2_sem"] else "other side"
+
+
 def format_table(report: dict) -> str:
     stats = report["statistics"]
     with_cyborg = "cyborg_mean" in next(iter(stats.values()))
@@ -366,7 +373,7 @@ def format_table(report: dict) -> str:
         lines.append("outside 2 SEM, re-tested on as many fresh episodes (seeds after the first ones):")
         for key, row in again["statistics"].items():
             line = f"  {key:50} {row['sim_mean']:>11.4g} ± {row['sim_sem']:<6.2g}"
-            lines.append(_with_cyborg(line, row, "RECURS" if key in again["recur"] else "gone"))
+            lines.append(_with_cyborg(line, row, _replication_verdict(key, row, again)))
         lines.append(f"differences that recur: {', '.join(again['recur']) or 'none'}")
     return "\n".join(lines)
 

@@ -67,10 +67,17 @@ def test_replication_keeps_real_differences_and_drops_chance_ones():
     first = compare(*engines(3), margin=1)
     flagged = [key for key, row in first["statistics"].items() if not row["within_2_sem"]]
     assert "shifted" in flagged and len(flagged) >= 3
-    again = parity.replicate(first, compare(*engines(4), margin=1))
+    fresh = compare(*engines(4), margin=1)
+    again = parity.replicate(first, fresh)
     assert list(again["statistics"]) == flagged and again["recur"] == ["shifted"]
     table = format_table(first | {"replication": again})
     assert "RECURS" in table and "differences that recur: shifted" in table
+    # outside again but with the gap's sign flipped: not the same difference
+    flipped = {"statistics": {key: row | {"gap": -row["gap"]} for key, row in fresh["statistics"].items()}}
+    again = parity.replicate(first, flipped)
+    assert again["recur"] == []
+    table = format_table(first | {"replication": again})
+    assert "other side" in table and "RECURS" not in table and "differences that recur: none" in table
 
 
 def test_replication_runs_both_engines_on_fresh_seeds(tmp_path, monkeypatch):
