@@ -17,8 +17,23 @@ pytestmark = pytest.mark.slow
 LOADED = re.compile(r"Loaded experiment state at self\.train_step=(\d+), self\.env_steps=(\d+)")
 
 
-def train(*args, timeout=300):
-    return subprocess.run([str(REPO / "train.sh"), *args], capture_output=True, text=True, timeout=timeout)
+def train(*args, timeout=300) -> subprocess.CompletedProcess:
+    """Run ./train.sh in its own process group, so a timeout also ends SF's rollout workers."""
+    command = [str(REPO / "train.sh"), *args]
+    with subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+    ) as p:
+        try:
+            stdout, stderr = p.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            kill_group(p)
+            raise
+    return subprocess.CompletedProcess(command, p.returncode, stdout, stderr)
+
+
+def kill_group(process: subprocess.Popen) -> None:
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
 
 
 def scalars(run_dir: Path) -> dict[str, list[float]]:
@@ -100,7 +115,7 @@ def wait_for(condition, seconds: float, what: str, process: subprocess.Popen):
         if process.poll() is not None:
             pytest.fail(f"training exited (rc {process.returncode}) before {what}")
         time.sleep(1)
-    process.kill()
+    kill_group(process)
     pytest.fail(f"no {what} within {seconds} s")
 
 
@@ -127,14 +142,14 @@ def test_killed_run_resumes_from_last_checkpoint(tmp_path, backend):
         best = checkpoints(run_dir, "best")
         return bool(best) and any(env_steps(c) > env_steps(best[0]) for c in checkpoints(run_dir))
 
-    first = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    first = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     wait_for(best_then_regular_checkpoint, 400, "checkpoint after a best checkpoint", first)
     interrupt(first)
     last = checkpoints(run_dir)[-1]
 
     log = tmp_path / "second.log"
     with log.open("w") as sink:
-        second = subprocess.Popen(command, stdout=sink, stderr=subprocess.STDOUT)
+        second = subprocess.Popen(command, stdout=sink, stderr=subprocess.STDOUT, start_new_session=True)
 
         def resumed() -> re.Match | None:
             return LOADED.search(log.read_text())
