@@ -1,5 +1,6 @@
 """End-to-end training through ./train.sh on the synthetic backend (seconds; no CybORG needed)."""
 
+import contextlib
 import json
 import os
 import re
@@ -32,7 +33,8 @@ def train(*args, timeout=300) -> subprocess.CompletedProcess:
 
 
 def kill_group(process: subprocess.Popen) -> None:
-    os.killpg(process.pid, signal.SIGKILL)
+    with contextlib.suppress(ProcessLookupError):  # the whole group may have exited meanwhile
+        os.killpg(process.pid, signal.SIGKILL)
     process.wait()
 
 
