@@ -97,6 +97,36 @@ def test_replication_runs_both_engines_on_fresh_seeds(tmp_path, monkeypatch):
                      ("cyborg", range(100, 200))]  # fmt: skip
     report = json.loads(out.read_text())
     assert list(report["replication"]["statistics"]) == ["x"] and report["replication"]["recur"] == []
+    assert report["calibration"]["episodes"] == 50  # CybORG seeds 0-49 against 50-99
+
+
+def test_collect_keeps_seed_order(tmp_path, monkeypatch):
+    """Cached episodes come back at once and computed ones later; the rows must still be in seed order, so a
+    report's halves are fixed seed ranges."""
+    monkeypatch.setattr(parity, "_cyborg_version", lambda: "test")
+    computed = record_episode("sim", "random", seed=0)
+    for seed in (1, 2, 3):
+        path = parity.cache_path(tmp_path, "random", seed)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(computed | {"return": float(seed)}))
+    returns = parity.collect("sim", "random", range(4), workers=2, cache_dir=tmp_path)["return"]
+    assert list(returns) == [computed["return"], 1.0, 2.0, 3.0]
+
+
+def test_cyborg_against_itself_shows_what_a_perfect_simulator_scores(capsys):
+    """The calibration line splits CybORG's episodes in seed order: identical halves put a few statistics outside
+    2 SEM by chance and Holm flags none; a statistic whose later seeds differ is caught."""
+    rng = np.random.default_rng(5)
+    cyborg = {f"s{i}": rng.normal(0, 1, 200) for i in range(100)} | {"return": rng.normal(0, 1, 200)}
+    calibration = parity.self_comparison(cyborg, margin=1)
+    assert calibration["episodes"] == 100 and calibration["statistics"] == 101
+    assert 1 <= len(calibration["outside"]) <= 12 and calibration["holm_differ"] == []
+    cyborg["drift"] = np.r_[rng.normal(0, 1, 100), rng.normal(1, 1, 100)]
+    calibration = parity.self_comparison(cyborg, margin=1)
+    assert "drift" in calibration["outside"] and calibration["holm_differ"] == ["drift"]
+    table = format_table(compare(cyborg, cyborg, margin=1) | {"calibration": calibration})
+    assert "CybORG against itself (100 vs 100 of its episodes" in table
+    assert f"{102 - len(calibration['outside'])}/102 within 2 SEM; Holm: drift" in table
 
 
 def test_topology_adjustment_removes_an_unlucky_draw_of_subnet_sizes():
