@@ -9,6 +9,7 @@ import pytest
 
 from cage_sf import cc4
 from cage_sf.sim import make_cc4
+from cage_sf.sim.blue import deploy_decoy
 from cage_sf.sim.red import (
     ASD,
     EXP,
@@ -384,19 +385,21 @@ def test_restore_removes_all_red_sessions_and_resets_services():
     assert (sim.hosts.active[host] == topo.services[host]).all()
 
 
-def test_remove_kills_detected_user_sessions_only():
+def test_remove_kills_user_sessions_whose_pid_blue_saw():
     sim = make_cc4(seed=0)
     sim.reset()
-    red = sim.red.agents[1]
-    topo = sim.topology
-    host = int(topo.slot_host[RZA, 6])  # user_host_0
+    red, hosts = sim.red.agents[1], sim.hosts
+    host = int(sim.topology.slot_host[RZA, 6])  # user_host_0
     sessions = {}
-    for name, kwargs in (
-        ("detected", dict(abstract=False, detected=True)),
-        ("hidden", dict(abstract=True)),  # e.g. phishing: no event, so blue never saw its PID
-        ("root", dict(abstract=False, detected=True, root=True)),
+    for name, seen, kwargs in (
+        ("detected", True, dict(abstract=False)),
+        ("hidden", False, dict(abstract=True)),  # e.g. phishing: no event, so blue never read its PID
+        ("root", True, dict(abstract=False, root=True)),
     ):
-        sessions[name] = red.sessions[red.add_session(host, **kwargs)]
+        pid = hosts.new_pid(host)
+        if seen:
+            hosts.suspicious[host].add(pid)
+        sessions[name] = red.sessions[red.add_session(host, pid=pid, **kwargs)]
     alive = lambda name: any(s is sessions[name] for s in red.sessions.values())  # noqa: E731 - ids get re-keyed
     sim.step(dict(SLEEP, blue_agent_0=REMOVE_0 + 6))
     sim.step(SLEEP)
@@ -404,6 +407,46 @@ def test_remove_kills_detected_user_sessions_only():
     sim.step(SLEEP)  # Remove takes 3 steps
     assert not alive("detected")
     assert alive("hidden") and alive("root")
+    assert sessions["detected"].pid not in hosts.pids[host]  # its process is gone, its PID free again
+
+
+def test_a_freed_pid_comes_back_and_remove_kills_its_undetected_shell():
+    """CybORG's create_pid goes 1-9 above the highest live PID, so once Remove frees a detected shell's PID a later
+    shell can get it; blue's list still holds that PID, so the next Remove kills the undetected shell [QUIRK]."""
+    sim = make_cc4(seed=0)
+    sim.reset()
+    red, hosts, agent = sim.red, sim.hosts, sim.red.agents[1]
+    host = int(sim.topology.slot_host[RZA, 7])  # user_host_1: no process started on it yet
+    seen = hosts.new_pid(host)
+    hosts.suspicious[host].add(seen)
+    agent.add_session(host, abstract=False, pid=seen)
+    red.remove(host, hosts)
+    assert not agent.sessions and not hosts.pids[host]
+    for _ in range(100):
+        pid = hosts.new_pid(host)
+        if pid == seen:
+            break
+        hosts.pids[host].discard(pid)
+    assert pid == seen
+    sid = agent.add_session(host, abstract=False, pid=pid)  # its exploit raised no event
+    red.remove(host, hosts)
+    assert sid not in agent.sessions
+
+
+def test_remove_restarts_a_decoy_whose_pid_blue_saw_under_a_new_one():
+    sim = make_cc4(seed=0)
+    sim.reset()
+    hosts, agent = sim.hosts, sim.red.agents[1]
+    host = int(sim.topology.server0[RZA])
+    deploy_decoy(hosts, host, RNG)
+    (decoy_pid,) = hosts.pids[host]
+    hosts.suspicious[host].add(decoy_pid)  # as if a detected shell had held that PID before the decoy
+    root_pid = hosts.new_pid(host)
+    agent.add_session(host, abstract=False, pid=root_pid, root=True)
+    sim.red.remove(host, hosts)
+    assert len(agent.sessions) == 1 and hosts.has_decoy(host)
+    (restarted,) = hosts.pids[host] - {root_pid}
+    assert restarted > root_pid  # killed and restarted above the highest live PID
 
 
 def test_deploy_decoy_adds_services_and_always_alerts_scans():
@@ -453,7 +496,7 @@ def test_foreign_sessions_are_handed_to_the_zone_owner():
     sim = make_cc4(seed=0)
     sim.reset()
     host = int(sim.topology.server0[RZA])
-    sim.red.agents[0].add_session(host, abstract=False)
+    sim.red.agents[0].add_session(host, abstract=False, pid=sim.hosts.new_pid(host))
     sim.red.end_of_step(RNG)
     assert not any(s.host == host for s in sim.red.agents[0].sessions.values())
     owner = sim.red.agents[1]
@@ -498,7 +541,7 @@ def test_fsm_transitions_foreign_shells_and_session_loss():
     own, foreign, lost = int(topo.server0[RZA]), int(topo.server0[OZA]), int(topo.slot_host[RZA, 6])
     red.fsm_step = 5
     red.host_states.update({own: SERVICES_KNOWN, foreign: SERVICES_KNOWN, lost: USER_SHELL})
-    red.add_session(own, abstract=False)
+    red.add_session(own, abstract=False, pid=sim.hosts.new_pid(own))
     for target, expected in ((own, USER_SHELL), (foreign, FOREIGN)):
         red.result = (RedAction(EXP, target, 0, -1), True)
         red.dirty = True
@@ -512,7 +555,7 @@ def test_impact_is_penalised_even_when_it_fails():
     sim.reset()
     red = sim.red.agents[1]
     host = int(sim.topology.server0[RZA])  # RZA hosts run no OTService, so this Impact fails
-    sid = red.add_session(host, abstract=True, root=True)
+    sid = red.add_session(host, abstract=True, pid=sim.hosts.new_pid(host), root=True)
     red.active = True
     red.known_ids.append(sid)
     red.pending, red.remaining = RedAction(IMP, host, sid, -1), 1

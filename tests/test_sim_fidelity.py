@@ -72,9 +72,9 @@ def _instrument(episode_counts: list[Counter]):
             episode_counts[-1]["exploit_pre_ip_not_in_ports"] += 1
         return exploit(self, agent, source, target, topo, hosts, rng)
 
-    def counted_phish(self, host, topo):
+    def counted_phish(self, host, topo, hosts):
         before = sum(len(a.sessions) for a in self.agents)
-        phish(self, host, topo)
+        phish(self, host, topo, hosts)
         episode_counts[-1]["phishing_calls"] += 1
         episode_counts[-1]["phishing_new_session"] += sum(len(a.sessions) for a in self.agents) > before
 

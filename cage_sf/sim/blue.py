@@ -111,6 +111,7 @@ def deploy_decoy(hosts: HostState, host: int, rng: np.random.Generator) -> None:
     decoy = factories[int(rng.random() * len(factories))]
     hosts.active[host, decoy] = True
     hosts.reliability[host, decoy] = 100
+    hosts.new_pid(host)  # its process takes the next PID, which a later red shell then cannot re-use
     if decoy == APACHE:
         hosts.apache_decoy[host] = True
     elif decoy == VSFTPD:
@@ -120,7 +121,7 @@ def deploy_decoy(hosts: HostState, host: int, rng: np.random.Generator) -> None:
 def execute(action: BlueAction, hosts: HostState, red: RedTeam, topo: Topology, rng: np.random.Generator) -> None:
     """Apply one blue action that finished this step (Analyse, Monitor and Sleep change nothing)."""
     if action.command == REMOVE:
-        red.remove(action.host)
+        red.remove(action.host, hosts)
     elif action.command == RESTORE:
         red.restore(action.host)
         hosts.restore(topo, action.host)

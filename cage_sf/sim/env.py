@@ -72,7 +72,7 @@ class CC4Sim:
             blue.execute(action, hosts, self._red, topo, rng)
         green = self._greens.step(hosts, rng, phase, bool(hosts.blocks.any()))
         for host in green.phished_hosts:
-            self._red.phish(int(host), topo)
+            self._red.phish(int(host), topo, hosts)
         impacts = []
         self.red_actions = []
         for agent, action, runnable in red_due:
@@ -137,9 +137,9 @@ class CC4Sim:
     # ----------------------------------------------------------------------------------- internals
     def _new_episode(self) -> None:
         self.topology: Topology = draw_topology(self._rng)
-        self._hosts = HostState.initial(self.topology)
+        self._hosts = HostState.initial(self.topology, pid_rng=self._rng.spawn(1)[0])
         self._greens = Greens(self.topology)
-        self._red = RedTeam(self.topology, self._rng)
+        self._red = RedTeam(self.topology, self._hosts, self._rng)
         self._observer = Observer(self.topology)
         self._blue = blue.BlueTeam(self.topology)
         self._green_penalty = (LWF[:, self._greens.subnet], ASF[:, self._greens.subnet])

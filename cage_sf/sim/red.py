@@ -16,7 +16,6 @@ import numpy as np
 from cage_sf.sim.state import P22, P25, P80, P443, P3390, HostState
 from cage_sf.sim.topology import (
     APACHE,
-    CON,
     MYSQL,
     OT,
     RED_OWNER,
@@ -109,8 +108,8 @@ class RedAction(NamedTuple):
 class Session:
     host: int
     abstract: bool  # only abstract sessions can scan and exploit
+    pid: int  # its process on the host (HostState.pids); Remove kills it if blue's Monitor read this PID there
     root: bool = False
-    detected: bool = False  # its PID is in blue's suspicious-PID list, so Remove kills it (unless root)
     ports: dict[int, int] = field(default_factory=dict)  # port memory: target host -> port bits last scanned
 
 
@@ -134,9 +133,9 @@ class RedAgent:
     dirty: bool = True  # something the FSM reads changed since its last consultation
     holds_foreign: bool = False  # a session outside its zone awaits hand-over at the end of the step
 
-    def add_session(self, host: int, abstract: bool, root: bool = False, detected: bool = False) -> int:
+    def add_session(self, host: int, abstract: bool, pid: int, root: bool = False) -> int:
         sid = max(self.sessions) + 1 if self.sessions else 0
-        self.sessions[sid] = Session(host, abstract, root, detected)
+        self.sessions[sid] = Session(host, abstract, pid, root)
         self.dirty = True
         self.holds_foreign |= self.subnet_of[host] not in self.allowed
         return sid
@@ -204,7 +203,7 @@ class RedAgent:
 class RedTeam:
     """All red agents plus the actions that touch several of them (phishing, re-assignment, blue removals)."""
 
-    def __init__(self, topo: Topology, rng: np.random.Generator):
+    def __init__(self, topo: Topology, hosts: HostState, rng: np.random.Generator):
         self._subnet = topo.subnet
         self.agents: list[RedAgent] = []
         for index, subnets in enumerate(RED_SUBNETS):
@@ -212,7 +211,7 @@ class RedTeam:
             osint_host = int(rng.choice(topo.subnet_hosts[osint_subnet]))
             agent = RedAgent(index, frozenset(subnets), [osint_subnet], topo.subnet)
             if index == 0:  # only red_agent_0 starts with a (non-root) foothold
-                agent.add_session(osint_host, abstract=True)
+                agent.add_session(osint_host, abstract=True, pid=hosts.new_pid(osint_host))
                 agent.known_ids.append(0)
                 agent.active = True
             self.agents.append(agent)
@@ -256,7 +255,7 @@ class RedTeam:
             for sid, session in moved:
                 del agent.sessions[sid]
                 owner = self.agents[RED_OWNER[self._subnet[session.host]]]
-                owner.add_session(session.host, abstract=True, root=session.root, detected=session.detected)
+                owner.add_session(session.host, abstract=True, pid=session.pid, root=session.root)
                 owner.mentioned.append(session.host)
             agent.dirty = True
         for agent in self.agents:
@@ -271,27 +270,39 @@ class RedTeam:
                     agent.known_ids.append(sid)
 
     # ----------------------------------------------------------------------------------- cross-agent effects
-    def phish(self, host: int, topo: Topology) -> None:
-        """A green's phishing roll: the subnet's owner gets an abstract `user` session unless red is already there."""
+    def phish(self, host: int, topo: Topology, hosts: HostState) -> None:
+        """A green's phishing roll: the subnet's owner gets an abstract `user` session unless red is already there.
+        It raises no event, so blue never reads its PID."""
         if any(s.host == host for agent in self.agents for s in agent.sessions.values()):
             return
-        self.agents[RED_OWNER[topo.subnet[host]]].add_session(host, abstract=True)
+        self.agents[RED_OWNER[topo.subnet[host]]].add_session(host, abstract=True, pid=hosts.new_pid(host))
 
-    def remove(self, host: int) -> None:
-        """Blue Remove: kill non-root sessions whose PID blue saw in a process-creation event."""
-        self._drop(host, lambda s: s.detected and not s.root)
+    def remove(self, host: int, hosts: HostState) -> None:
+        """Blue Remove: kill every non-root process on the host whose PID blue's Monitor once read there.
+
+        A red session bound to one dies with it, an undetected session that re-used a freed suspicious PID
+        included [QUIRK]; a decoy's process is restarted under a new PID.
+        """
+        seen = hosts.suspicious[host]
+        for session in self._drop(host, lambda s: s.pid in seen and not s.root):
+            hosts.pids[host].discard(session.pid)
+        red_pids = {s.pid for agent in self.agents for s in agent.sessions.values() if s.host == host}
+        for decoy_pid in sorted(hosts.pids[host] & seen - red_pids):
+            hosts.pids[host].discard(decoy_pid)
+            hosts.new_pid(host)
 
     def restore(self, host: int) -> None:
         """Blue Restore: every red session on the host is gone."""
         self._drop(host, lambda s: True)
 
-    def _drop(self, host: int, condition: Callable[[Session], bool]) -> None:
+    def _drop(self, host: int, condition: Callable[[Session], bool]) -> list[Session]:
+        dropped = []
         for agent in self.agents:
             doomed = [sid for sid, s in agent.sessions.items() if s.host == host and condition(s)]
-            for sid in doomed:
-                del agent.sessions[sid]
+            dropped.extend(agent.sessions.pop(sid) for sid in doomed)
             if doomed:
                 agent.dirty = True
+        return dropped
 
     def holdings(self, num_hosts: int) -> tuple[np.ndarray, np.ndarray]:
         """(any red session, a root session) per host."""
@@ -365,14 +376,14 @@ class RedTeam:
                 hosts.conn_flag[source.host] = True
             hosts.conn_flag[target] = True
             hosts.proc_flag[target] = True
-            agent.add_session(target, abstract=False, detected=topo.subnet[target] != CON)
+            self._start_shell(agent, target, hosts, seen=True)
             return True
         if exploit == SQL:
             if not hosts.active[target, MYSQL]:
                 return False
             seen = rng.random() < SQL_DETECTION
             hosts.proc_flag[target] |= seen
-            agent.add_session(target, abstract=False, detected=seen and topo.subnet[target] != CON)
+            self._start_shell(agent, target, hosts, seen)
             return True
         if exploit == HTTP_RFI:
             real_apache = hosts.active[target, APACHE] and not hosts.apache_decoy[target]
@@ -382,3 +393,12 @@ class RedTeam:
         if exploit == HTTPS_RFI and hosts.active[target, TOMCAT]:
             hosts.conn_flag[target] = True
         return False
+
+    @staticmethod
+    def _start_shell(agent: RedAgent, target: int, hosts: HostState, seen: bool) -> None:
+        """An exploit's user shell; when its process-creation event fires, blue's end-of-step Monitor reads the PID
+        (CON has no blue agent, so its list is never read)."""
+        pid = hosts.new_pid(target)
+        if seen:
+            hosts.suspicious[target].add(pid)
+        agent.add_session(target, abstract=False, pid=pid)

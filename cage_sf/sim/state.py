@@ -23,9 +23,14 @@ class HostState:
     blocks: np.ndarray  # (9, 9) bool: blocks[dst, src] = traffic from src into dst is blocked
     proc_flag: np.ndarray  # (H,) bool: a process-creation event happened on the host this step
     conn_flag: np.ndarray  # (H,) bool: a network-connection event happened on the host this step
+    pids: list[set[int]]  # per host: PIDs of processes started this episode (red sessions, decoys), counted from
+    # the snapshot's highest PID as 0
+    suspicious: list[set[int]]  # per host: PIDs blue's Monitor read from process-creation events; never cleared
+    pid_rng: np.random.Generator  # PIDs draw from their own stream, like CybORG's per-host generator, so a rule
+    # that matters only to Remove does not reshuffle every other draw of the episode
 
     @classmethod
-    def initial(cls, topo: Topology) -> HostState:
+    def initial(cls, topo: Topology, pid_rng: np.random.Generator) -> HostState:
         num_hosts = topo.num_hosts
         return cls(
             active=topo.services.copy(),
@@ -35,16 +40,27 @@ class HostState:
             blocks=np.zeros((NUM_SUBNETS, NUM_SUBNETS), dtype=bool),
             proc_flag=np.zeros(num_hosts, dtype=bool),
             conn_flag=np.zeros(num_hosts, dtype=bool),
+            pids=[set() for _ in range(num_hosts)],
+            suspicious=[set() for _ in range(num_hosts)],
+            pid_rng=pid_rng,
         )
 
+    def new_pid(self, host: int) -> int:
+        """CybORG's create_pid: 1-9 above the host's highest live PID, so a freed PID can come back [QUIRK]."""
+        pid = max(self.pids[host], default=0) + int(self.pid_rng.integers(1, 10))
+        self.pids[host].add(pid)
+        return pid
+
     def restore(self, topo: Topology, host: int) -> None:
-        """Roll a host back to its creation snapshot: services back at 100 %, OTService running, decoys gone."""
+        """Roll a host back to its creation snapshot: services back at 100 %, OTService running, decoys and red
+        processes gone (blue's suspicious PIDs stay)."""
         self.active[host] = topo.services[host]
         self.reliability[host] = 100
         self.apache_decoy[host] = False
         self.vsftpd_decoys[host] = 0
         self.proc_flag[host] = False
         self.conn_flag[host] = False
+        self.pids[host].clear()
 
     def ports(self, host: int) -> int:
         """Bit set of the host's listening ports (real services and decoys)."""
