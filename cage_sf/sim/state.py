@@ -47,7 +47,7 @@ class HostState:
 
     def new_pid(self, host: int) -> int:
         """CybORG's create_pid: 1-9 above the host's highest live PID, so a freed PID can come back [QUIRK]."""
-        pid = max(self.pids[host], default=0) + int(self.pid_rng.integers(1, 10))
+        pid = max(self.pids[host], default=0) + 1 + int(self.pid_rng.random() * 9)
         self.pids[host].add(pid)
         return pid
 
