@@ -434,7 +434,7 @@ def run_parity(policy: str, episodes: int, sim_episodes: int, margin: float, out
     report = {"policy": policy, "sim_episodes": sim_episodes, "cyborg_episodes": episodes if with_cyborg else 0}
     first, cyborg = comparison(0)
     report |= first
-    if cyborg is not None and episodes >= 4:
+    if cyborg is not None and episodes >= 4:  # two episodes per half at least, for a SEM
         report["calibration"] = self_comparison(cyborg, margin)
     if replication and with_cyborg and report["family"]["outside_2_sem"]:
         report["replication"] = replicate(report, comparison(1)[0])
