@@ -17,6 +17,7 @@ import torch
 from sample_factory.algo.learning.learner import Learner
 from sample_factory.algo.runners import runner as runner_module
 from sample_factory.algo.runners.runner import Runner
+from sample_factory.algo.utils.torch_utils import masked_select
 from sample_factory.utils import wandb_utils
 from sample_factory.utils.utils import log as sf_log
 
@@ -36,6 +37,8 @@ def apply() -> None:
     wandb_utils.init_wandb = runner_module.init_wandb = init_wandb
     Learner.load_checkpoint = staticmethod(load_checkpoint)
     Learner._record_summaries = _record_summaries_with_vtrace(Learner._record_summaries)
+    Learner._prepare_batch = _keep_vtrace_bootstrap(Learner._prepare_batch)
+    Learner._calculate_losses = _vtrace_from_bootstrap(Learner._calculate_losses)
     Runner._update_stats_and_print_report = _stop_after_train_for_seconds(Runner._update_stats_and_print_report)
     _log_through_sf()
     _applied = True
@@ -124,6 +127,95 @@ def _record_summaries_with_vtrace(record_summaries):
         if "advantages" not in mb.keys():
             mb["advantages"] = train_loop_vars.adv
         return record_summaries(self, train_loop_vars)
+
+    return wrapper
+
+
+def vtrace(
+    values: torch.Tensor,
+    rewards: torch.Tensor,
+    dones: torch.Tensor,
+    ratios: torch.Tensor,
+    bootstrap: torch.Tensor,
+    gamma: float,
+    rho_hat: float,
+    c_hat: float,
+    recurrence: int,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """IMPALA's V-trace targets (Espeholt et al. 2018, eq. 1) and SF's policy-gradient advantages.
+
+    All inputs are flat [num_trajectories * recurrence], trajectory-major, as SF's learner lays them out.
+    `ratios` are pi/mu, `dones[t]` cuts the bootstrap after step t, and `bootstrap[t]` is V(x_{t+1}); only
+    each trajectory's last entry, V(x_T), is read (inside a trajectory V(x_{t+1}) is `values[t+1]`). Backwards:
+    v_s = V(x_s) + delta_s + g_s c_s (v_{s+1} - V(x_{s+1})), delta_s = rho_s (r_s + g_s V(x_{s+1}) - V(x_s)),
+    advantage_s = rho_s (r_s + g_s v_{s+1} - V(x_s)), with g_s = gamma (1 - done_s), rho_s = min(rho_hat, ratio_s),
+    c_s = min(c_hat, ratio_s) and v_T = V(x_T).
+    """
+    values, rewards, dones, ratios, bootstrap = (
+        x.reshape(-1, recurrence) for x in (values, rewards, dones, ratios, bootstrap)
+    )
+    rhos = ratios.clamp(max=rho_hat)
+    cs = ratios.clamp(max=c_hat)
+    discounts = gamma * (1.0 - dones)
+    vs = torch.empty_like(values)
+    advantages = torch.empty_like(values)
+    next_values = next_vs = bootstrap[:, -1]
+    for t in reversed(range(recurrence)):
+        delta = rhos[:, t] * (rewards[:, t] + discounts[:, t] * next_values - values[:, t])
+        advantages[:, t] = rhos[:, t] * (rewards[:, t] + discounts[:, t] * next_vs - values[:, t])
+        next_vs = vs[:, t] = values[:, t] + delta + discounts[:, t] * cs[:, t] * (next_vs - next_values)
+        next_values = values[:, t]
+    return vs.reshape(-1), advantages.reshape(-1)
+
+
+def _keep_vtrace_bootstrap(prepare_batch):
+    """SF computes V(x_T) with the learner's network for every trajectory (column T of `batch["values"]`) and
+    then drops it, so its V-trace has no bootstrap (see `_vtrace_from_bootstrap`). Keep it as the per-sample
+    `vtrace_bootstrap` = V(x_{t+1}), so it survives SF's minibatching (whole trajectories, indexed per sample)."""
+
+    @functools.wraps(prepare_batch)
+    def wrapper(self, batch):
+        buff, dataset_size, num_invalids = prepare_batch(self, batch)
+        if self.cfg.with_vtrace:
+            next_values = batch["values"][:, 1:].reshape(dataset_size)
+            buff["vtrace_bootstrap"] = next_values.to("cpu", dtype=torch.float, copy=True)
+        return buff, dataset_size, num_invalids
+
+    return wrapper
+
+
+def _vtrace_from_bootstrap(calculate_losses):
+    """SF 2.1.1's V-trace starts every trajectory's backward recursion from (V(x_{T-1}) - r_{T-1}) / gamma instead
+    of V(x_T): unless an episode ends there, the last step of every rollout gets advantage 0 and value target
+    V(x_{T-1}), and its reward (one in every `rollout`) reaches no target or advantage at all.
+
+    Runs SF's `_calculate_losses` (model forward, ratios, exploration and KL losses, summaries, timing), then
+    redoes what depends on the V-trace exactly as SF 2.1.1's code does (advantage normalisation over valid
+    samples, `_policy_loss`, `_value_loss`) with one difference: `vtrace` starts from the learner's V(x_T).
+    The discarded first pass costs one extra V-trace loop per minibatch (about a millisecond)."""
+
+    @functools.wraps(calculate_losses)
+    def wrapper(self, mb, num_invalids: int):
+        result = calculate_losses(self, mb, num_invalids)
+        if not self.cfg.with_vtrace:
+            return result
+        action_distribution, _, exploration_loss, kl_old, kl_loss, _, summaries = result
+        ratio, valids = summaries["ratio"], mb.valids
+        values = summaries["values"].squeeze()
+        cfg = self.cfg
+        with torch.no_grad(), self.timing.add_time("advantages_returns"):
+            args = (cfg.gamma, cfg.vtrace_rho, cfg.vtrace_c, cfg.recurrence)
+            vs, adv = vtrace(values.cpu(), mb.rewards_cpu, mb.dones_cpu, ratio.cpu(), mb.vtrace_bootstrap, *args)
+            targets = vs.to(self.device)
+            adv = adv.to(self.device)
+            adv_std, adv_mean = torch.std_mean(masked_select(adv, valids, num_invalids))
+            adv = (adv - adv_mean) / torch.clamp_min(adv_std, 1e-7)  # normalize advantage
+        with self.timing.add_time("losses"):
+            low, high = summaries["clip_ratio_low"], summaries["clip_ratio_high"]
+            policy_loss = self._policy_loss(ratio, adv, low, high, valids, num_invalids)
+            value_loss = self._value_loss(values, mb["values"], targets, cfg.ppo_clip_value, valids, num_invalids)
+        summaries.update(adv=adv, adv_std=adv_std, adv_mean=adv_mean)
+        return action_distribution, policy_loss, exploration_loss, kl_old, kl_loss, value_loss, summaries
 
     return wrapper
 
