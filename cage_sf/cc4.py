@@ -72,3 +72,30 @@ def action_durations(kind: int) -> np.ndarray:
 
 def restore_actions(kind: int) -> np.ndarray:
     return np.array([c == "Restore" for c in action_commands(kind)])
+
+
+COMMANDS: tuple[str, ...] = tuple(command for command, _ in command_layout(SMALL))
+
+
+def host_flag_indices(kind: int, offset: int) -> list[int]:
+    """Observation indices of one kind of per-host flag, in host-slot order (= host-action order)."""
+    return [1 + b * SUBNET_BLOCK + offset + h for b in range(SUBNETS[kind]) for h in range(16)]
+
+
+def agent_layout(kind: int) -> dict:
+    """The facts an agent's memory needs (`submission_template/cc4_memory.py`), as plain JSON-able values."""
+    slots = []
+    for command, count in command_layout(kind):
+        slots += list(range(count)) if command in HOST_COMMANDS else [-1] * count
+    return {
+        "obs_size": OBS_SIZE[kind],
+        "durations": action_durations(kind).tolist(),
+        "command": [COMMANDS.index(c) for c in action_commands(kind)],
+        "slot": slots,
+        "sleep": sleep_action(kind),
+        "restore": COMMANDS.index("Restore"),
+        "remove": COMMANDS.index("Remove"),
+        "decoy": COMMANDS.index("DeployDecoy"),
+        "process_flags": host_flag_indices(kind, PROCESS_FLAGS),
+        "connection_flags": host_flag_indices(kind, CONNECTION_FLAGS),
+    }

@@ -1,0 +1,86 @@
+"""The per-agent memory both training and the exported submission compute (submission_template/cc4_memory.py)."""
+
+import numpy as np
+import pytest
+
+from cage_sf import cc4
+from cage_sf.submission_template.cc4_memory import (
+    AGENT_FEATURES,
+    HOST_FEATURES,
+    TRACE_DECAY,
+    AgentMemory,
+    feature_size,
+)
+
+SMALL = cc4.agent_layout(cc4.SMALL)
+OBS = cc4.OBS_SIZE[cc4.SMALL]
+
+
+def vector(process=(), connection=()):
+    v = np.zeros(OBS, np.int64)
+    for slot in process:
+        v[SMALL["process_flags"][slot]] = 1
+    for slot in connection:
+        v[SMALL["connection_flags"][slot]] = 1
+    return v
+
+
+def hosts(memory):
+    return memory.features()[OBS + AGENT_FEATURES :].reshape(16, HOST_FEATURES)
+
+
+def test_layout_matches_the_observation_and_action_tables():
+    """CC4_SPEC §4.1 and §3.4: agent 0's process flags at 28-43, connection flags at 44-59; agent 4's third
+    subnet's at 119+27..; Restore of slot h at 33+h (small) and 97+h (large)."""
+    assert SMALL["process_flags"] == list(range(28, 44)) and SMALL["connection_flags"] == list(range(44, 60))
+    large = cc4.agent_layout(cc4.LARGE)
+    assert large["process_flags"][32:] == list(range(146, 162)) and large["connection_flags"][-1] == 177
+    assert SMALL["slot"][33 + 7] == 7 and large["slot"][97 + 40] == 40 and large["slot"][145] == -1
+    assert cc4.COMMANDS[SMALL["command"][40]] == "Restore" and SMALL["durations"][40] == 5
+    assert feature_size(SMALL) == 92 + AGENT_FEATURES + 16 * HOST_FEATURES
+
+
+def test_flags_leave_a_decaying_trace_and_are_counted_until_a_restore():
+    memory = AgentMemory(SMALL)
+    memory.observe(vector(process=[3], connection=[5]))
+    assert hosts(memory)[3, 0] == 1 and hosts(memory)[5, 1] == 1 and hosts(memory)[3, 2] == 0.25
+    memory.act(SMALL["sleep"], True)
+    memory.observe(vector())
+    memory.act(SMALL["sleep"], True)
+    memory.observe(vector(process=[3]))
+    assert hosts(memory)[3, 0] == 1 and hosts(memory)[5, 1] == pytest.approx(TRACE_DECAY**2)
+    assert hosts(memory)[3, 2] == 0.5  # two process flags seen on slot 3
+    memory.act(66 + 3, True)  # DeployDecoy on slot 3 (2 steps)
+    memory.observe(vector())
+    memory.observe(vector())
+    assert hosts(memory)[3, 4] == 0.25
+    memory.act(33 + 3, True)  # Restore slot 3: counts and decoys there are gone, the restore leaves a trace
+    memory.observe(vector())
+    assert hosts(memory)[3, 2] == hosts(memory)[3, 4] == 0 and hosts(memory)[3, 5] == pytest.approx(TRACE_DECAY)
+    assert hosts(memory)[5, 3] == 0.25  # other hosts keep theirs
+
+
+def test_busy_for_the_action_duration_with_the_command_in_flight():
+    memory = AgentMemory(SMALL)
+    memory.observe(vector())
+    memory.act(17, True)  # Remove slot 0: 3 steps
+    seen = []
+    for _ in range(3):
+        memory.observe(vector())
+        agent = memory.features()[OBS : OBS + AGENT_FEATURES]
+        in_flight = cc4.COMMANDS[int(np.argmax(agent[3:]))] if agent[3:].any() else None
+        seen.append((memory.busy, round(float(agent[0]), 3), round(float(agent[1]), 3), in_flight))
+    assert seen == [(True, 1, 0.4, "Remove"), (True, 1, 0.2, "Remove"), (False, 0, 0, None)]
+    memory.act(17, False)  # a masked action runs as a one-step Sleep
+    memory.observe(vector())
+    assert not memory.busy
+
+
+def test_reset_forgets_the_episode():
+    memory = AgentMemory(SMALL)
+    memory.observe(vector(process=[1]))
+    memory.act(33, True)
+    memory.reset()
+    memory.observe(vector())
+    features = memory.features()
+    assert not memory.busy and not features[OBS:].any()
