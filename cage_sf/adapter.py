@@ -1,11 +1,17 @@
 """CC4 blue team (dicts of per-agent vectors) -> Sample Factory's fixed-shape multi-agent env.
 
-This module is the only place that knows about padding, masks as observation keys and `is_active`.
-Every agent gets the same observation dict:
-  obs           the agent's CC4 vector zero-padded to 210
+This module is the only place that knows about padding and masks as observation keys. Every agent gets the
+same observation dict:
+  obs           the agent's features (its CC4 vector + memory, `cc4_memory.AgentMemory`) zero-padded
+  team          every agent's features and the step: what the value networks see (the reward is the team's)
   agent_type    0 for blue_agent_0..3 (small subnet), 1 for blue_agent_4 (large subnet)
-  valid_actions 242 flags: the backend's action mask, padded with False
+  valid_actions 242 flags: the backend's action mask padded with False; only Sleep while the agent is busy
 and one Discrete(242) action space.
+
+Every agent is active every step. While an agent's multi-step action runs, Sleep is its only valid action
+(probability 1: no policy gradient, importance ratio 1) and nothing is submitted for it (CybORG would drop
+the action and still charge a Restore), so the rewards earned while the action runs reach the decision that
+started it through the V-trace recursion, over real observations and values.
 """
 
 from __future__ import annotations
@@ -21,10 +27,14 @@ from gymnasium import spaces
 
 from cage_sf import cc4
 from cage_sf.backends import CC4Env
+from cage_sf.submission_template.cc4_memory import AgentMemory, feature_size
 
 log = logging.getLogger(__name__)
 
-OBS_SIZE = max(cc4.OBS_SIZE)
+LAYOUTS = tuple(cc4.agent_layout(kind) for kind in (cc4.SMALL, cc4.LARGE))
+FEATURES = tuple(feature_size(layout) for layout in LAYOUTS)  # by agent type
+OBS_SIZE = max(FEATURES)
+TEAM_SIZE = sum(FEATURES[cc4.agent_type(a)] for a in cc4.AGENTS)
 NUM_ACTIONS = max(cc4.NUM_ACTIONS)
 
 
@@ -52,6 +62,7 @@ class CC4SampleFactoryEnv(gym.Env):
         self.observation_space = spaces.Dict(
             {
                 "obs": spaces.Box(0.0, 2.0, (OBS_SIZE,), np.float32),
+                "team": spaces.Box(0.0, 2.0, (TEAM_SIZE,), np.float32),
                 "agent_type": spaces.Box(0.0, 1.0, (1,), np.float32),
                 "valid_actions": spaces.Box(0.0, 1.0, (NUM_ACTIONS,), np.float32),
             }
@@ -61,11 +72,12 @@ class CC4SampleFactoryEnv(gym.Env):
         self._make_backend = make_backend
         self._step_timeout_s = step_timeout_s
         self._backend = make_backend()
-        self._busy: set[str] = set()
+        self._memory = {a: AgentMemory(LAYOUTS[cc4.agent_type(a)]) for a in cc4.AGENTS}
         self._episode = EpisodeStats()
         self._faults = 0
         self._agent_type = {a: np.array([cc4.agent_type(a)], np.float32) for a in cc4.AGENTS}
         self._sleep = {a: cc4.sleep_action(cc4.agent_type(a)) for a in cc4.AGENTS}
+        self._only_sleep = {a: self._padded_mask(np.arange(NUM_ACTIONS) == self._sleep[a]) for a in cc4.AGENTS}
         self._num_actions = {a: cc4.NUM_ACTIONS[cc4.agent_type(a)] for a in cc4.AGENTS}
 
     def reset(self, seed: int | None = None, options: dict | None = None):
@@ -91,9 +103,6 @@ class CC4SampleFactoryEnv(gym.Env):
                 agent_info.update(episode_extra_stats=stats, true_objective=stats["cc4/eval_return"])
         else:
             self._episode.record(team_reward, int(obs[cc4.AGENTS[0]][cc4.PHASE_INDEX]))
-            self._busy = self._backend.busy_agents()
-            for agent, agent_info in zip(cc4.AGENTS, infos, strict=True):
-                agent_info["is_active"] = agent not in self._busy
             encoded = self._encode(obs)
 
         return (
@@ -111,20 +120,26 @@ class CC4SampleFactoryEnv(gym.Env):
         """Busy agents submit nothing (CybORG would drop it and still charge Restore); padding maps to Sleep."""
         submitted = {}
         for agent, action in zip(cc4.AGENTS, actions, strict=True):
-            if agent in self._busy:
+            memory = self._memory[agent]
+            if memory.busy:
                 continue
             action = int(action)
             submitted[agent] = action if action < self._num_actions[agent] else self._sleep[agent]
+            memory.act(submitted[agent], bool(self._valid[agent][submitted[agent]]))
         return submitted
 
     def _encode(self, obs: dict[str, np.ndarray]) -> list[dict[str, np.ndarray]]:
-        encoded = []
+        features = []
         for agent in cc4.AGENTS:
-            padded_obs = np.zeros(OBS_SIZE, np.float32)
-            padded_obs[: len(obs[agent])] = obs[agent]
-            encoded.append(
-                {"obs": padded_obs, "agent_type": self._agent_type[agent], "valid_actions": self._valid[agent]}
-            )
+            self._memory[agent].observe(obs[agent])
+            features.append(self._memory[agent].features())
+        team = np.concatenate(features)
+        encoded = []
+        for agent, own in zip(cc4.AGENTS, features, strict=True):
+            padded = np.zeros(OBS_SIZE, np.float32)
+            padded[: len(own)] = own
+            valid = self._only_sleep[agent] if self._memory[agent].busy else self._valid[agent]
+            encoded.append({"obs": padded, "team": team, "agent_type": self._agent_type[agent], "valid_actions": valid})
         return encoded
 
     @staticmethod
@@ -146,13 +161,16 @@ class CC4SampleFactoryEnv(gym.Env):
             exc_info=exc_info and first,
         )
         self._backend = self._make_backend()
-        infos = [{"episode_extra_stats": {"cc4/env_fault": 1.0}} for _ in cc4.AGENTS]
+        # a faulted episode's partial return would look like a great episode to SF's best-checkpoint logic:
+        # true_objective=None keeps it out of that metric (the fault is counted in cc4/env_fault)
+        infos = [{"episode_extra_stats": {"cc4/env_fault": 1.0}, "true_objective": None} for _ in cc4.AGENTS]
         n = self.num_agents
         return self._start_episode(), [0.0] * n, [False] * n, [True] * n, infos
 
     def _start_episode(self, seed: int | None = None) -> list[dict[str, np.ndarray]]:
         obs, info = self._backend.reset(seed=seed)
-        self._busy = set()
+        for memory in self._memory.values():
+            memory.reset()
         self._episode = EpisodeStats()
         # CybORG computes the masks at reset only (which hosts exist): pad them once per episode
         self._valid = {agent: self._padded_mask(info[agent]["action_mask"]) for agent in cc4.AGENTS}

@@ -1,8 +1,8 @@
 """`cage-sf export`: a training checkpoint -> a CAGE Challenge 4 submission CybORG's evaluation loads.
 
-The submission holds `submission.py` and `cc4_agent.py` (from `submission_template/`, torch + numpy only),
-`model.safetensors` (actor weights and observation-normaliser statistics, no pickle) and `model.json`
-(network shape, masking and busy-rule facts, submission info).
+The submission holds `submission.py`, `cc4_agent.py` and `cc4_memory.py` (from `submission_template/`, torch +
+numpy only), `model.safetensors` (actor weights, no pickle) and `model.json` (network shape, the agent
+layouts the memory needs, submission info).
 """
 
 from __future__ import annotations
@@ -16,26 +16,24 @@ import torch
 from safetensors.torch import save_file
 
 from cage_sf import cc4
+from cage_sf.adapter import FEATURES, LAYOUTS
 from cage_sf.errors import UsageError
 from cage_sf.models import MASKED_LOGIT
 from cage_sf.runs import find_checkpoint, run_dir
 
 TEMPLATE = Path(__file__).resolve().parent / "submission_template"
-TEMPLATE_FILES = ("submission.py", "cc4_agent.py")
-NORMALIZER = "obs_normalizer.running_mean_std.running_mean_std.obs."
+TEMPLATE_FILES = ("submission.py", "cc4_agent.py", "cc4_memory.py")
 
 
 def model_config(cfg: dict) -> dict:
     return {
-        "format": "cage-sf/1",
-        "obs_size": list(cc4.OBS_SIZE),
+        "format": "cage-sf/2",
+        "features": list(FEATURES),
         "num_actions": list(cc4.NUM_ACTIONS),
         "hidden": list(cfg["encoder_mlp_layers"]),
         "nonlinearity": cfg["nonlinearity"],
-        "normalizer": {"eps": 1e-5, "clip": 5.0} if cfg["normalize_input"] else None,
         "masked_logit": MASKED_LOGIT,
-        "durations": [cc4.action_durations(kind).tolist() for kind in (cc4.SMALL, cc4.LARGE)],
-        "sleep": [cc4.sleep_action(kind) for kind in (cc4.SMALL, cc4.LARGE)],
+        "layouts": list(LAYOUTS),
     }
 
 
@@ -46,7 +44,7 @@ def actor_tensors(checkpoint: Path, config: dict) -> dict[str, torch.Tensor]:
     except Exception as exc:
         raise UsageError(f"cannot read checkpoint {checkpoint}: {exc}".splitlines()[0]) from None
     tensors = {k: v.float().contiguous() for k, v in state.items() if k.startswith("actors.")}
-    for kind, (n_obs, n_actions) in enumerate(zip(config["obs_size"], config["num_actions"], strict=True)):
+    for kind, (n_obs, n_actions) in enumerate(zip(config["features"], config["num_actions"], strict=True)):
         sizes = [n_obs, *config["hidden"], n_actions]
         for layer, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
             weight = tensors.get(f"actors.{kind}.{2 * layer}.weight")
@@ -56,9 +54,6 @@ def actor_tensors(checkpoint: Path, config: dict) -> dict[str, torch.Tensor]:
                     f"checkpoint {checkpoint.name} does not fit the run's model configuration "
                     f"(actors.{kind}.{2 * layer}.weight: expected {(n_out, n_in)}, found {found})"
                 )
-    if config["normalizer"] is not None:
-        tensors["obs_mean"] = state[NORMALIZER + "running_mean"].float().contiguous()
-        tensors["obs_var"] = state[NORMALIZER + "running_var"].float().contiguous()
     return tensors
 
 

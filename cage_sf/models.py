@@ -1,8 +1,10 @@
 """One Sample Factory policy with separate networks per CC4 agent type, invalid actions masked.
 
 blue_agent_0..3 (obs 92, 82 actions) and blue_agent_4 (obs 210, 242 actions) each get their own actor
-MLP and their own value MLP; every sample is routed by its `agent_type` observation. Masked logits are
-a large finite negative number, so sampling, the learner's log-probs, entropy and KL all agree.
+MLP over their own features (CC4 vector + memory) and their own value MLP over the whole team's features
+(the reward is the team's; the exported agent needs only the actor); every sample is routed by its
+`agent_type` observation. Masked logits are a large finite negative number, so sampling, the learner's
+log-probs, entropy and KL all agree.
 """
 
 from __future__ import annotations
@@ -17,13 +19,12 @@ from sample_factory.utils.typing import ActionSpace, Config, ObsSpace
 from torch import Tensor, nn
 
 from cage_sf import cc4, sf_compat
+from cage_sf.adapter import FEATURES, NUM_ACTIONS, OBS_SIZE, TEAM_SIZE
 from cage_sf.errors import UsageError
 
 sf_compat.apply()
 
 MASKED_LOGIT = -1e9
-OBS_SIZE = max(cc4.OBS_SIZE)
-NUM_ACTIONS = max(cc4.NUM_ACTIONS)
 
 
 def mlp(in_size: int, hidden: list[int], out_size: int, cfg: Config) -> nn.Sequential:
@@ -45,8 +46,8 @@ class CC4ActorCritic(ActorCritic):
             )
         hidden = list(cfg.encoder_mlp_layers)
         kinds = (cc4.SMALL, cc4.LARGE)
-        self.actors = nn.ModuleList(mlp(cc4.OBS_SIZE[k], hidden, cc4.NUM_ACTIONS[k], cfg) for k in kinds)
-        self.critics = nn.ModuleList(mlp(cc4.OBS_SIZE[k], hidden, 1, cfg) for k in kinds)
+        self.actors = nn.ModuleList(mlp(FEATURES[k], hidden, cc4.NUM_ACTIONS[k], cfg) for k in kinds)
+        self.critics = nn.ModuleList(mlp(TEAM_SIZE, hidden, 1, cfg) for _ in kinds)
         self.apply(self.initialize_weights)
 
     def device_for_input_tensor(self, input_tensor_name: str) -> torch.device:
@@ -58,25 +59,25 @@ class CC4ActorCritic(ActorCritic):
     def forward_head(self, normalized_obs_dict: dict[str, Tensor]) -> Tensor:
         """Feed-forward model: the head only packs the inputs the tail routes per agent type."""
         obs = normalized_obs_dict
-        return torch.cat([obs["obs"], obs["agent_type"], obs["valid_actions"]], dim=1)
+        return torch.cat([obs["obs"], obs["team"], obs["agent_type"], obs["valid_actions"]], dim=1)
 
     def forward_core(self, head_output: Tensor, rnn_states: Tensor) -> tuple[Tensor, Tensor]:
         return head_output, rnn_states
 
     def forward_tail(self, core_output: Tensor, values_only: bool, sample_actions: bool) -> TensorDict:
-        obs, agent_type, valid = torch.split(core_output, [OBS_SIZE, 1, NUM_ACTIONS], dim=1)
+        obs, team, agent_type, valid = torch.split(core_output, [OBS_SIZE, TEAM_SIZE, 1, NUM_ACTIONS], dim=1)
         rows = [torch.nonzero(agent_type[:, 0] < 0.5).squeeze(1), torch.nonzero(agent_type[:, 0] >= 0.5).squeeze(1)]
 
         values = core_output.new_zeros(core_output.shape[0])
         for kind, idx in enumerate(rows):
-            values[idx] = self.critics[kind](obs[idx, : cc4.OBS_SIZE[kind]]).squeeze(1)
+            values[idx] = self.critics[kind](team[idx]).squeeze(1)
         result = TensorDict(values=values.squeeze())
         if values_only:
             return result
 
         logits = core_output.new_full((core_output.shape[0], NUM_ACTIONS), MASKED_LOGIT)
         for kind, idx in enumerate(rows):
-            logits[idx, : cc4.NUM_ACTIONS[kind]] = self.actors[kind](obs[idx, : cc4.OBS_SIZE[kind]])
+            logits[idx, : cc4.NUM_ACTIONS[kind]] = self.actors[kind](obs[idx, : FEATURES[kind]])
         logits = logits.masked_fill(valid < 0.5, MASKED_LOGIT)
 
         self.last_action_distribution = get_action_distribution(self.action_space, logits)

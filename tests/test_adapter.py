@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from cage_sf import cc4
-from cage_sf.adapter import CC4SampleFactoryEnv
+from cage_sf.adapter import FEATURES, CC4SampleFactoryEnv
+from cage_sf.backends import make_backend
 from cage_sf.backends.synthetic import SyntheticBackend
 
 SLEEP = [cc4.sleep_action(cc4.agent_type(a)) for a in cc4.AGENTS]
@@ -17,6 +18,11 @@ class RecordingBackend(SyntheticBackend):
         super().__init__(seed=0, steps=steps)
         self.submitted, self.team_rewards, self.phases = [], [], []
         self.fail_at, self.stall_s = fail_at, stall_s
+
+    def reset(self, seed=None):
+        obs, info = super().reset(seed)
+        self._observations_at_reset = obs
+        return obs, info
 
     def step(self, actions, messages=None):
         self.submitted.append(dict(actions))
@@ -43,30 +49,54 @@ def make_env(timeout=5.0, **kwargs):
 
 
 def test_observations_are_padded_and_typed():
-    env, _ = make_env()
+    env, backends = make_env()
     obs, infos = env.reset(seed=0)
     assert len(obs) == len(infos) == 5
+    team = np.concatenate([o["obs"][: FEATURES[cc4.agent_type(a)]] for a, o in zip(cc4.AGENTS, obs, strict=True)])
     for agent, o in zip(cc4.AGENTS, obs, strict=True):
         kind = cc4.agent_type(agent)
         assert env.observation_space.contains(o)
         assert o["agent_type"][0] == kind
-        assert not o["obs"][cc4.OBS_SIZE[kind] :].any()
+        assert np.array_equal(o["obs"][: cc4.OBS_SIZE[kind]], backends[0]._observations_at_reset[agent])
+        assert not o["obs"][FEATURES[kind] :].any()
+        assert np.array_equal(o["team"], team)  # the value networks see every agent's features
         assert not o["valid_actions"][cc4.NUM_ACTIONS[kind] :].any()
         assert o["valid_actions"][cc4.sleep_action(kind)] == 1
 
 
-def test_busy_agents_are_inactive_and_submit_nothing():
+def test_busy_agents_stay_active_limited_to_sleep_and_submit_nothing():
     env, backends = make_env()
     env.reset(seed=0)
     restore = [33, 49, 49, 49, 97]  # agents 0 and 4 restore (5 steps), the others sleep
-    actives = []
+    valid, busy_features = [], []
     for _ in range(6):
-        *_, infos = env.step(restore)
-        actives.append([info["is_active"] for info in infos])
+        obs, _, _, _, infos = env.step(restore)
+        assert all(info.get("is_active", True) for info in infos)  # SF trains on every agent's every step
+        valid.append([o["valid_actions"].sum() for o in obs])
+        busy_features.append(obs[0]["obs"][cc4.OBS_SIZE[cc4.SMALL] :][:3].tolist())
     submitted = backends[0].submitted
     assert [sorted(s) for s in submitted[1:5]] == [["blue_agent_1", "blue_agent_2", "blue_agent_3"]] * 4
     assert sorted(submitted[5]) == list(cc4.AGENTS)
-    assert actives[0] == [False, True, True, True, False] and actives[4] == [True] * 5
+    # while busy, Sleep is the only valid action (probability 1, no policy gradient); free again at step 5
+    assert [v[0] for v in valid[:4]] == [1] * 4 and [v[4] for v in valid[:4]] == [1] * 4
+    assert valid[0][1] > 1 and valid[4][0] > 1 and valid[4][4] > 1
+    # what the agent could not see before: busy, steps remaining / 5, episode progress
+    assert busy_features[0] == pytest.approx([1.0, 0.8, 0.002]) and busy_features[3] == pytest.approx([1, 0.2, 0.008])
+    assert busy_features[4][:2] == [0.0, 0.0]
+
+
+@pytest.mark.parametrize("backend", ["sim", pytest.param("cyborg", marks=pytest.mark.cyborg)])
+def test_busy_tracking_agrees_with_the_backend(backend):
+    """The adapter (and the exported agent: the same memory) decide who is busy from durations alone."""
+    env = CC4SampleFactoryEnv(lambda: make_backend(backend, seed=3), step_timeout_s=60)
+    obs, _ = env.reset(seed=3)
+    rng, busy_steps = np.random.default_rng(3), 0
+    for _ in range(120 if backend == "cyborg" else 1200):
+        obs, *_ = env.step([int(rng.choice(np.flatnonzero(o["valid_actions"]))) for o in obs])
+        ours = {a for a, o in zip(cc4.AGENTS, obs, strict=True) if o["valid_actions"].sum() == 1}
+        assert ours == env._backend.busy_agents()
+        busy_steps += len(ours)
+    assert busy_steps > 100
 
 
 def test_padding_actions_become_sleep():
@@ -111,6 +141,7 @@ def test_exception_in_backend_ends_episode_and_rebuilds(caplog):
         obs, rewards, terminated, truncated, infos = env.step(SLEEP)
     assert truncated == [True] * 5 and rewards == [0.0] * 5
     assert infos[0]["episode_extra_stats"] == {"cc4/env_fault": 1.0}
+    assert infos[0]["true_objective"] is None  # a crash's partial return must not look like a great episode
     assert len(backends) == 2 and env.observation_space.contains(obs[0])
     assert "RuntimeError: boom" in caplog.text
     env.step(SLEEP)  # training goes on with the rebuilt env

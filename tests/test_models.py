@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from cage_sf import cc4
-from cage_sf.adapter import CC4SampleFactoryEnv
+from cage_sf.adapter import FEATURES, TEAM_SIZE, CC4SampleFactoryEnv
 from cage_sf.backends.synthetic import SyntheticBackend
 from cage_sf.models import MASKED_LOGIT, CC4ActorCritic
 from cage_sf.train import resolve_config
@@ -33,8 +33,10 @@ def batch(env, episodes=3):
 def test_hidden_sizes_come_from_the_preset(model):
     linear = [m.out_features for m in model.actors[cc4.SMALL] if isinstance(m, torch.nn.Linear)]
     assert linear == [256, 256, 128, 82]
-    linear = [m.in_features for m in model.critics[cc4.LARGE] if isinstance(m, torch.nn.Linear)]
-    assert linear == [210, 256, 256, 128]
+    linear = [m.in_features for m in model.actors[cc4.LARGE] if isinstance(m, torch.nn.Linear)]
+    assert linear == [FEATURES[cc4.LARGE], 256, 256, 128]
+    linear = [m.in_features for m in model.critics[cc4.SMALL] if isinstance(m, torch.nn.Linear)]
+    assert linear == [TEAM_SIZE, 256, 256, 128]  # every critic sees the whole team
 
 
 def test_actor_and_value_networks_are_separate(model):
@@ -73,3 +75,20 @@ def test_each_agent_type_uses_only_its_own_networks(env, model):
     assert torch.equal(before["action_logits"][small], after["action_logits"][small])
     assert torch.equal(before["values"][small], after["values"][small])
     assert not torch.equal(before["values"][~small], after["values"][~small])
+
+
+def test_a_busy_agent_sleeps_with_probability_one_and_no_policy_gradient(env, model):
+    """Busy rows (only Sleep valid) enter V-trace with ratio 1 and contribute no policy or entropy gradient."""
+    obs, _ = env.reset(seed=0)
+    obs, *_ = env.step([33, 49, 49, 49, 97])  # agents 0 and 4 now restore for 5 steps
+    batch = {k: torch.as_tensor(np.stack([o[k] for o in obs])) for k in obs[0]}
+    model.zero_grad()
+    result = model(batch, torch.zeros(5, 2))
+    dist = model.action_distribution()
+    sleep = torch.tensor([cc4.sleep_action(cc4.agent_type(a)) for a in cc4.AGENTS])
+    log_prob, entropy = dist.log_prob(sleep.view(-1, 1)).view(-1), dist.entropy()
+    busy = torch.tensor([True, False, False, False, True])
+    assert torch.equal(log_prob[busy], torch.zeros(2)) and torch.equal(entropy[busy], torch.zeros(2))
+    (log_prob[busy].sum() + entropy[busy].sum()).backward()
+    assert all(p.grad is None or not p.grad.any() for p in model.actors.parameters())
+    assert torch.isfinite(result["values"]).all()

@@ -14,7 +14,7 @@ from gymnasium import spaces
 
 from cage_sf.errors import UsageError
 
-BACKENDS = ("auto", "cyborg", "sim", "synthetic")
+BACKENDS = ("auto", "cyborg", "sim", "synthetic", "delayed-payoff")
 
 CYBORG_INSTALL_HINT = (
     "CybORG CC4 is not installed: clone https://github.com/cage-challenge/cage-challenge-4 "
@@ -80,6 +80,10 @@ def make_backend(name: str, seed: int | None = None, steps: int = 500) -> CC4Env
         from cage_sf.backends.synthetic import SyntheticBackend
 
         return SyntheticBackend(seed=seed, steps=steps)
+    if name == "delayed-payoff":
+        from cage_sf.backends.delayed_payoff import DelayedPayoffBackend
+
+        return DelayedPayoffBackend(seed=seed, steps=steps)
     from cage_sf.sim import make_cc4
 
     return make_cc4(seed=seed, steps=steps)

@@ -1,9 +1,9 @@
 """A cage-sf policy as CybORG CC4 blue agents. Needs only torch and numpy (shipped inside a submission).
 
-Reproduces training exactly: the observation is zero-padded to 210 and normalised with the training
-statistics, the agent type picks the network, invalid actions (the wrapper's action mask) are masked.
-CybORG drops an action submitted while the agent is still busy and still charges a Restore, so each
-agent remembers its own in-flight action and submits Sleep until it has finished.
+Reproduces training exactly: each agent keeps the memory training kept (`cc4_memory.AgentMemory`, the same
+file), the agent type picks the network over those features, invalid actions (the wrapper's action mask)
+are masked. CybORG drops an action submitted while the agent is still busy and still charges a Restore, so
+an agent submits Sleep until its in-flight action has finished, as in training.
 """
 
 from __future__ import annotations
@@ -15,6 +15,11 @@ import struct
 import numpy as np
 import torch
 from torch import nn
+
+try:  # imported as submission.cc4_agent (the zip layout) or as cage_sf.submission_template.cc4_agent
+    from . import cc4_memory
+except ImportError:  # imported as a top-level module (a directory on sys.path)
+    import cc4_memory
 
 _DTYPES = {"F32": np.float32, "F64": np.float64, "I64": np.int64}
 
@@ -50,12 +55,11 @@ class CC4Policy:
         self.config = config
         activation = {"relu": nn.ReLU, "elu": nn.ELU, "tanh": nn.Tanh}[config["nonlinearity"]]
         self.actors = nn.ModuleList(
-            _mlp([obs, *config["hidden"], actions], activation)
-            for obs, actions in zip(config["obs_size"], config["num_actions"], strict=True)
+            _mlp([cc4_memory.feature_size(layout), *config["hidden"], len(layout["durations"])], activation)
+            for layout in config["layouts"]
         )
         self.actors.load_state_dict({k[len("actors.") :]: v for k, v in tensors.items() if k.startswith("actors.")})
         self.actors.eval()
-        self.obs_mean, self.obs_var = tensors.get("obs_mean"), tensors.get("obs_var")
 
     @classmethod
     def load(cls, package: str) -> CC4Policy:
@@ -64,14 +68,8 @@ class CC4Policy:
         return cls(config, read_safetensors(pkgutil.get_data(package, "model.safetensors")))
 
     @torch.no_grad()
-    def logits(self, observation: np.ndarray, kind: int, mask: np.ndarray) -> torch.Tensor:
-        padded = torch.zeros(max(self.config["obs_size"]))
-        padded[: len(observation)] = torch.as_tensor(np.asarray(observation), dtype=torch.float32)
-        if self.obs_mean is not None:
-            clip = self.config["normalizer"]["clip"]
-            std = torch.sqrt(self.obs_var + self.config["normalizer"]["eps"])
-            padded = ((padded - self.obs_mean) / std).clamp(-clip, clip)
-        logits = self.actors[kind](padded[: self.config["obs_size"][kind]])
+    def logits(self, features: np.ndarray, kind: int, mask: np.ndarray) -> torch.Tensor:
+        logits = self.actors[kind](torch.from_numpy(features))
         valid = torch.from_numpy(np.array(mask, dtype=bool))
         return logits.masked_fill(~valid, self.config["masked_logit"])
 
@@ -84,11 +82,11 @@ class CC4Agent:
         self.policy = policy
         self.kind = int(name == "blue_agent_4")
         self.greedy = policy.config["greedy"] if greedy is None else greedy
-        self.durations = policy.config["durations"][self.kind]
-        self.sleep = policy.config["sleep"][self.kind]
+        layout = policy.config["layouts"][self.kind]
+        self.memory = cc4_memory.AgentMemory(layout)
+        self.sleep = layout["sleep"]
         self.env = None
         self._calls = 0
-        self._free_at = 0
 
     def attach(self, env) -> None:
         self.env = env
@@ -101,20 +99,20 @@ class CC4Agent:
         return controller.step_count if controller is not None else self._calls
 
     def get_action(self, observation, action_space=None, mask=None) -> int:
-        step = self._step_count()
+        if self._step_count() == 0:
+            self.memory.reset()  # a new episode
         self._calls += 1
-        if step == 0:
-            self._free_at = 0  # a new episode
-        if step < self._free_at:
+        self.memory.observe(observation)
+        if self.memory.busy:
             return self.sleep
         if mask is None:
-            mask = self.env.action_mask(self.name) if self.env is not None else [True] * len(self.durations)
-        logits = self.policy.logits(observation, self.kind, mask)
+            mask = self.env.action_mask(self.name) if self.env is not None else [True] * len(self.memory.durations)
+        logits = self.policy.logits(self.memory.features(), self.kind, mask)
         if self.greedy:
             action = int(torch.argmax(logits))
         else:
             action = int(torch.distributions.Categorical(logits=logits).sample())
-        self._free_at = step + (self.durations[action] if mask[action] else 1)
+        self.memory.act(action, bool(mask[action]))
         return action
 
 
