@@ -17,12 +17,22 @@ from cage_sf.backends import resolve_backend
 from cage_sf.errors import UsageError
 from cage_sf.presets import build_parser, parse_config, preset_argv
 
+BACKEND_WHY = {
+    "sim": "our CC4 simulator, the default: ~200x faster than CybORG; --backend=cyborg trains on real CybORG",
+    "cyborg": "real CybORG, asked for with --backend=cyborg: about 30 env steps/s per core",
+}
+
 
 def derived_argv(cfg: argparse.Namespace) -> list[str]:
     """Settings resolved from others, passed as explicit arguments so a resumed run sees the same values."""
     argv = [f"--backend={resolve_backend(cfg.backend)}"]
     if cfg.device == "auto":
         argv.append(f"--device={'gpu' if torch.cuda.is_available() else 'cpu'}")
+    if cfg.normalize_input:
+        raise UsageError(
+            "normalize_input=True is not supported: the inputs are bounded flags, traces and counts, and SF's one "
+            "normaliser would mix both agent types' padded vectors"
+        )
     if cfg.with_vtrace:
         if cfg.normalize_returns:
             raise UsageError("with_vtrace=True needs normalize_returns=False in Sample Factory 2.1.1")
@@ -68,6 +78,7 @@ def train(preset: str, overrides: list[str]) -> int:
     import cage_sf.env_registry  # noqa: F401  (registers env `cc4`)
     import cage_sf.models  # noqa: F401  (registers the CC4 actor-critic)
 
+    print(f"backend: {cfg.backend} ({BACKEND_WHY.get(cfg.backend, 'asked for with --backend')})", flush=True)
     _interrupt_on_sigterm()
     cfg, runner = make_runner(cfg)
     runner.register_observer(_FinalSummaries())

@@ -19,7 +19,8 @@ def test_every_preset_resolves_with_vtrace(preset):
     cfg = resolve_config(preset, ["--backend=synthetic"])
     assert cfg.env == "cc4" and cfg.experiment == preset and cfg.train_dir == "runs"
     assert cfg.with_vtrace and not cfg.normalize_returns and cfg.recurrence == cfg.rollout
-    assert not cfg.batched_sampling and cfg.normalize_input_keys == ["obs"]
+    assert not cfg.batched_sampling and not cfg.normalize_input
+    assert cfg.reward_scale == 0.02 and cfg.ppo_clip_value >= 100
     assert cfg.device in ("cpu", "gpu")
 
 
@@ -47,6 +48,11 @@ def test_extends_and_overrides_win():
     assert cfg.recurrence == 20
 
 
+def test_training_uses_the_simulator_unless_cyborg_is_asked_for():
+    """With CybORG installed only to evaluate, `auto` used to train on it ~200x slower without saying so."""
+    assert resolve_config("default", []).backend == "sim"
+
+
 def test_preset_from_a_yaml_path(tmp_path):
     path = tmp_path / "mine.yaml"
     path.write_text("extends: smoke\nnum_workers: 1\n")
@@ -61,9 +67,10 @@ def test_preset_from_a_yaml_path(tmp_path):
         ("smoke", ["--learning_rat=1"], "unknown option 'learning_rat' in the command line"),
         ("smoke", ["--learning_rate=fast"], "bad value for learning_rate: 'fast' (expected float)"),
         ("smoke", ["--with_vtrace=yes"], "bad value for with_vtrace: 'yes'"),
-        ("smoke", ["--backend=gpu"], "bad value for backend: 'gpu' (choose from auto, cyborg, sim, synthetic)"),
+        ("smoke", ["--backend=gpu"], "bad value for backend: 'gpu' (choose from auto, cyborg, sim, synthetic, delayed-payoff)"),
         ("smoke", ["learning_rate=1"], "override 'learning_rate=1' must look like --name=value"),
         ("smoke", ["--backend=synthetic", "--normalize_returns=True"], "needs normalize_returns=False"),
+        ("smoke", ["--normalize_input=True"], "normalize_input=True is not supported"),
     ],
 )
 def test_bad_input_is_one_clear_error(preset, overrides, message):
