@@ -52,12 +52,24 @@ def _parser() -> argparse.ArgumentParser:
     exporter.add_argument("experiment", help="experiment name under --train_dir, or a run directory")
     exporter.add_argument("--out", type=Path, required=True, help="output directory (must be empty unless --force)")
     exporter.add_argument("--zip", action="store_true", help="also write OUT/submission.zip (submission/submission.py)")
-    exporter.add_argument("--checkpoint", default="best", help="best, latest or a checkpoint path")
+    exporter.add_argument(
+        "--checkpoint",
+        default="auto",
+        help="auto (the kept checkpoints and the best one, scored on the simulator), best, latest or a path",
+    )
+    exporter.add_argument(
+        "--mode",
+        default="auto",
+        choices=["auto", "greedy", "sample"],
+        help="greedy or sampled actions; auto = whichever scores better on the simulator",
+    )
+    exporter.add_argument(
+        "--select-episodes", type=int, default=30, help="simulator episodes per candidate when choosing (auto)"
+    )
     exporter.add_argument("--train_dir", default="runs")
     exporter.add_argument("--name", default="cage-sf")
     exporter.add_argument("--team", default="cage-sf")
     exporter.add_argument("--technique", default="APPO + V-trace (Sample Factory)")
-    exporter.add_argument("--sample", action="store_true", help="sample actions instead of the greedy choice")
     exporter.add_argument("--force", action="store_true", help="overwrite a non-empty output")
     evaluator = commands.add_parser("evaluate", help="run an exported submission through the official loop")
     evaluator.add_argument("submission", type=Path, help="an exported directory or submission.zip")
@@ -93,12 +105,15 @@ def main(argv: list[str] | None = None) -> int:
 
             written = export(
                 args.experiment, args.out, train_dir=args.train_dir, checkpoint=args.checkpoint, name=args.name,
-                team=args.team, technique=args.technique, greedy=not args.sample, as_zip=args.zip, force=args.force,
+                team=args.team, technique=args.technique, mode=args.mode, select_episodes=args.select_episodes,
+                as_zip=args.zip, force=args.force,
             )  # fmt: skip
             print(f"submission written to {written}")
         if args.command == "evaluate":
             from cage_sf.evaluate import evaluate
 
+            if args.episodes < 1:
+                raise UsageError(f"--episodes must be at least 1 (got {args.episodes})")
             evaluate(args.submission, args.episodes, args.seed, args.backend, args.out)
         if args.command == "plot":
             from cage_sf.plots import plot_learning_curves

@@ -62,13 +62,11 @@ def load_agents(submission: Path) -> tuple[dict, dict]:
         sys.path.remove(str(submission))
 
 
-def evaluate(submission: Path, episodes: int, seed: int | None, backend: str, out: Path) -> dict:
-    agents, config = load_agents(submission)
-    env = make_backend(backend, seed=seed)
+def play(agents: dict, env, episodes: int, progress: str | None = None) -> tuple[list[float], list[list[float]]]:
+    """Episodes of `agents` (objects with `attach` and `get_action`) on `env`, counted as `evaluation.py` does:
+    the return and the reward per phase of every episode."""
     for agent in agents.values():
         agent.attach(env)
-    start = datetime.now()
-    returns, phase_sums = [], []
 
     def choose(observations: dict[str, np.ndarray]) -> dict[str, int]:
         return {
@@ -77,14 +75,32 @@ def evaluate(submission: Path, episodes: int, seed: int | None, backend: str, ou
             if name in env.agents
         }
 
-    for _ in tqdm(range(episodes), desc=f"evaluating on {backend}", unit="episode"):
+    returns, phase_sums = [], []
+    for _ in tqdm(range(episodes), desc=progress, unit="episode", disable=progress is None):
         phases = [0.0, 0.0, 0.0]
         for _, observations, reward in evaluation_episode(env, choose):
             if reward is not None:
                 phases[phase_of(observations)] += reward
         returns.append(sum(phases))
         phase_sums.append(phases)
+    return returns, phase_sums
+
+
+def mean_and_sem(returns: list[float]) -> tuple[float, float]:
+    return mean(returns), (stdev(returns) / len(returns) ** 0.5 if len(returns) > 1 else 0.0)
+
+
+def evaluate(submission: Path, episodes: int, seed: int | None, backend: str, out: Path) -> dict:
+    """The submission as exported, then with its other action mode (greedy or sampled) on the same seeds."""
+    agents, config = load_agents(submission)
+    start = datetime.now()
+    mode = "greedy" if config["greedy"] else "sample"
+    returns, phase_sums = play(agents, make_backend(backend, seed=seed), episodes, f"evaluating on {backend}")
     end = datetime.now()
+    other = "sample" if mode == "greedy" else "greedy"
+    for agent in agents.values():
+        agent.greedy = other == "greedy"
+    other_returns, _ = play(agents, make_backend(backend, seed=seed), episodes, f"same seeds, {other} actions")
 
     info = config["submission"]
     summary = {
@@ -94,10 +110,14 @@ def evaluate(submission: Path, episodes: int, seed: int | None, backend: str, ou
         "reward": {"mean": mean(returns), "stdev": stdev(returns) if len(returns) > 1 else 0.0},
         "agents": {name: str(agent) for name, agent in agents.items()},
     }
+    modes = {mode: returns, other: other_returns}
     out.mkdir(parents=True, exist_ok=True)
     (out / "summary.json").write_text(json.dumps(summary))
-    (out / "episodes.json").write_text(json.dumps({"returns": returns, "phase_sums": phase_sums}))
+    (out / "episodes.json").write_text(json.dumps({"returns": returns, "phase_sums": phase_sums, "modes": modes}))
     title = f"{info['name']} on {backend}: {mean(returns):.0f} ± {summary['reward']['stdev']:.0f} ({episodes} episodes)"
     plot_evaluation(returns, phase_sums, title, out / "returns.png")
+    for name, scores in modes.items():
+        average, sem = mean_and_sem(scores)
+        print(f"{name}: {average:.0f} ± {sem:.0f} (mean ± SEM){' (as exported)' * (name == mode)}")
     print(f"{title}\nwritten to {out}: summary.json, episodes.json, returns.png")
     return summary

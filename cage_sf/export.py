@@ -8,8 +8,11 @@ layouts the memory needs, submission info).
 from __future__ import annotations
 
 import json
+import multiprocessing
+import os
 import shutil
 import zipfile
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
 import torch
@@ -17,6 +20,7 @@ from safetensors.torch import save_file
 
 from cage_sf import cc4
 from cage_sf.adapter import FEATURES, LAYOUTS
+from cage_sf.backends import make_backend
 from cage_sf.errors import UsageError
 from cage_sf.models import MASKED_LOGIT
 from cage_sf.runs import find_checkpoint, run_dir
@@ -57,21 +61,83 @@ def actor_tensors(checkpoint: Path, config: dict) -> dict[str, torch.Tensor]:
     return tensors
 
 
-def export(experiment: str, out: Path, *, train_dir: str = "runs", checkpoint: str = "best",
+MODES = ("greedy", "sample")
+
+
+def _sim_returns(checkpoint: Path, config: dict, greedy: bool, episodes: int, seed: int) -> list[float]:
+    """Returns of one checkpoint's actors, played as the exported agents play, on simulator episodes."""
+    from cage_sf.evaluate import play
+    from cage_sf.submission_template.cc4_agent import CC4Agent, CC4Policy
+
+    torch.set_num_threads(1)
+    policy = CC4Policy(config, actor_tensors(checkpoint, config))
+    agents = {agent: CC4Agent(agent, policy, greedy) for agent in cc4.AGENTS}
+    return play(agents, make_backend("sim", seed=seed), episodes)[0]
+
+
+def select(candidates: list[Path], modes: list[str], config: dict, episodes: int, seed: int) -> list[dict]:
+    """Score every (checkpoint, action mode) on the same simulator episodes, best first: SF's best checkpoint is
+    the maximum of noisy 100-episode training windows (a winner's curse), and whether greedy or sampled actions
+    play better depends on the policy."""
+    from cage_sf.evaluate import mean_and_sem
+
+    jobs = [(checkpoint, mode) for checkpoint in candidates for mode in modes]
+    rows = []
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(min(len(jobs), os.cpu_count() or 1), mp_context=context) as pool:
+        futures = {
+            pool.submit(_sim_returns, checkpoint, config, mode == "greedy", episodes, seed): (checkpoint, mode)
+            for checkpoint, mode in jobs
+        }
+        for future in as_completed(futures):
+            checkpoint, mode = futures[future]
+            average, sem = mean_and_sem(future.result())
+            rows.append({"checkpoint": checkpoint.name, "mode": mode, "mean": average, "sem": sem})
+            print(f"  {checkpoint.name} {mode}: {average:.0f} ± {sem:.0f} ({episodes} simulator episodes)", flush=True)
+    return sorted(rows, key=lambda row: -row["mean"])
+
+
+def candidate_checkpoints(run: Path) -> list[Path]:
+    """The kept regular checkpoints and the best one."""
+    regular = sorted((run / "checkpoint_p0").glob("checkpoint_*.pth"))
+    best = sorted((run / "checkpoint_p0").glob("best_*.pth"))[-1:]
+    if not regular + best:
+        raise UsageError(f"no checkpoint in {run / 'checkpoint_p0'}")
+    return regular + best
+
+
+def export(experiment: str, out: Path, *, train_dir: str = "runs", checkpoint: str = "auto", mode: str = "auto",
            name: str = "cage-sf", team: str = "cage-sf", technique: str = "APPO + V-trace (Sample Factory)",
-           greedy: bool = True, as_zip: bool = False, force: bool = False) -> Path:  # fmt: skip
+           select_episodes: int = 30, select_seed: int = 1_000_000, as_zip: bool = False,
+           force: bool = False) -> Path:  # fmt: skip
+    """`checkpoint` best, latest, a path or auto; `mode` greedy, sample or auto: each `auto` is decided by
+    `select` on `select_episodes` simulator episodes (seeds apart from `cage-sf evaluate`'s usual ones)."""
+    if mode not in (*MODES, "auto"):
+        raise UsageError(f"unknown mode {mode!r}; choose greedy, sample or auto")
+    if select_episodes < 1:
+        raise UsageError(f"select_episodes must be at least 1 (got {select_episodes})")
     run = run_dir(experiment, train_dir)
     if out.exists() and (out.is_file() or any(out.iterdir())) and not force:
         raise UsageError(f"output {out} is not empty (use --force to overwrite)")
     cfg = json.loads((run / "config.json").read_text())
     config = model_config(cfg)
-    source = find_checkpoint(run, checkpoint)
-    tensors = actor_tensors(source, config)
+    candidates = candidate_checkpoints(run) if checkpoint == "auto" else [find_checkpoint(run, checkpoint)]
+    modes = list(MODES) if mode == "auto" else [mode]
+    tensors = {path: actor_tensors(path, config) for path in candidates}  # checks every candidate fits
+    selection = None
+    if len(candidates) * len(modes) > 1:
+        print(f"choosing among {len(candidates)} checkpoint(s) x {len(modes)} action mode(s) on the simulator:")
+        selection = select(candidates, modes, config, select_episodes, select_seed)
+        source = next(path for path in candidates if path.name == selection[0]["checkpoint"])
+        mode = selection[0]["mode"]
+    else:
+        source, mode = candidates[0], modes[0]
     config |= {
-        "greedy": greedy,
+        "greedy": mode == "greedy",
         "submission": {"name": name, "team": team, "technique": technique},
-        "source": {"run": str(run), "checkpoint": source.name},
+        "source": {"run": str(run), "checkpoint": source.name, "selection": selection},
     }
+    tensors = tensors[source]
 
     package = out / "submission" if as_zip else out
     if out.exists() and force:

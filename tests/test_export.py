@@ -65,7 +65,7 @@ def test_exported_greedy_agents_play_exactly_as_the_trained_model(trained_run, t
     """The exported agents (their own memory, own busy tracking) and the training adapter + model, side by side
     on the same simulator episodes: the same action for every agent at every step."""
     run, model = trained_run
-    out = export(str(run), tmp_path / "submission", checkpoint="latest")
+    out = export(str(run), tmp_path / "submission", checkpoint="latest", mode="greedy")
     agents = import_submission_agent(out, monkeypatch).load_agents("cc4_agent")
     decisions = []
     for seed in range(3):
@@ -88,7 +88,7 @@ def test_exported_greedy_agents_play_exactly_as_the_trained_model(trained_run, t
 
 def test_exported_agent_sleeps_while_its_action_runs(trained_run, tmp_path, monkeypatch):
     run, _ = trained_run
-    agents = import_submission_agent(export(str(run), tmp_path / "s", checkpoint="latest"), monkeypatch).load_agents(
+    agents = import_submission_agent(export(str(run), tmp_path / "s", checkpoint="latest", mode="greedy"), monkeypatch).load_agents(
         "cc4_agent"
     )
     agent, mask, rng = agents["blue_agent_4"], np.ones(242, bool), np.random.default_rng(0)
@@ -102,9 +102,31 @@ def test_exported_agent_sleeps_while_its_action_runs(trained_run, tmp_path, monk
     assert max(durations) > 1
 
 
+def test_export_chooses_checkpoint_and_action_mode_by_simulator_score(trained_run, tmp_path):
+    """Default export scores every kept checkpoint (and the best one) greedy and sampled on the same simulator
+    episodes and ships the top one."""
+    run, _ = trained_run
+    best = run / "checkpoint_p0" / "best_000000001_10_true_objective_-100.000.pth"
+    env = CC4SampleFactoryEnv(lambda: make_backend("synthetic"), step_timeout_s=5)
+    torch.manual_seed(1)
+    other = CC4ActorCritic(env.observation_space, env.action_space, resolve_config("smoke", []))
+    torch.save({"model": other.state_dict(), "env_steps": 10}, best)
+    try:
+        out = export(str(run), tmp_path / "auto", select_episodes=2)
+    finally:
+        best.unlink()
+    config = json.loads((out / "model.json").read_text())
+    rows = config["source"]["selection"]
+    assert {(r["checkpoint"], r["mode"]) for r in rows} == {
+        (c, m) for c in ("checkpoint_000000001_10.pth", best.name) for m in ("greedy", "sample")
+    }
+    assert [r["mean"] for r in rows] == sorted((r["mean"] for r in rows), reverse=True)
+    assert config["source"]["checkpoint"] == rows[0]["checkpoint"] and config["greedy"] == (rows[0]["mode"] == "greedy")
+
+
 def test_zip_layout_loads_with_zipimport(trained_run, tmp_path, monkeypatch):
     run, _ = trained_run
-    archive = export(str(run), tmp_path / "z", checkpoint="latest", as_zip=True)
+    archive = export(str(run), tmp_path / "z", checkpoint="latest", mode="greedy", as_zip=True)
     names = set(zipfile.ZipFile(archive).namelist())
     assert {"submission/submission.py", "submission/cc4_agent.py", "submission/cc4_memory.py"} <= names
     assert "submission/model.safetensors" in names
@@ -122,7 +144,7 @@ def test_bad_inputs(trained_run, tmp_path):
     (tmp_path / "full").mkdir()
     (tmp_path / "full" / "x").write_text("")
     with pytest.raises(UsageError, match="is not empty"):
-        export(str(run), tmp_path / "full", checkpoint="latest")
+        export(str(run), tmp_path / "full", checkpoint="latest", mode="greedy")
     misfit = tmp_path / "misfit"
     misfit.mkdir()
     cfg = json.loads((run / "config.json").read_text()) | {"encoder_mlp_layers": [64, 64]}
@@ -131,13 +153,15 @@ def test_bad_inputs(trained_run, tmp_path):
     for checkpoint in (run / "checkpoint_p0").iterdir():
         (misfit / "checkpoint_p0" / checkpoint.name).write_bytes(checkpoint.read_bytes())
     with pytest.raises(UsageError, match="does not fit the run's model configuration"):
-        export(str(misfit), tmp_path / "b", checkpoint="latest")
+        export(str(misfit), tmp_path / "b", checkpoint="latest", mode="greedy")
     corrupt = tmp_path / "corrupt.pth"
     corrupt.write_bytes(b"garbage")
     with pytest.raises(UsageError, match="cannot read checkpoint"):
         export(str(run), tmp_path / "c", checkpoint=str(corrupt))
     with pytest.raises(UsageError, match="no best checkpoint"):
-        export(str(run), tmp_path / "d")
+        export(str(run), tmp_path / "d", checkpoint="best")
+    with pytest.raises(UsageError, match="select_episodes must be at least 1"):
+        export(str(run), tmp_path / "e", select_episodes=0)
 
 
 @pytest.mark.cyborg
@@ -146,7 +170,7 @@ def test_cyborg_evaluation_scores_an_exported_smoke_checkpoint(tmp_path):
     train = subprocess.run([str(REPO / "train.sh"), "smoke", "--backend=synthetic", f"--train_dir={tmp_path}"],
                            capture_output=True, text=True, timeout=300)  # fmt: skip
     assert train.returncode == 0, train.stderr[-2000:]
-    submission = export(str(tmp_path / "smoke"), tmp_path / "submission", checkpoint="latest")
+    submission = export(str(tmp_path / "smoke"), tmp_path / "submission", checkpoint="latest", mode="greedy")
     evaluation = [sys.executable, "-m", "CybORG.Evaluation.evaluation", "--max-eps", "2"]
     result = subprocess.run(
         [*evaluation, str(submission), str(tmp_path / "eval")], capture_output=True, text=True, timeout=900
@@ -160,7 +184,7 @@ def test_evaluate_writes_official_summary_returns_and_plot(trained_run, tmp_path
     from cage_sf.evaluate import evaluate
 
     run, _ = trained_run
-    submission = export(str(run), tmp_path / "s", checkpoint="latest", name="mine")
+    submission = export(str(run), tmp_path / "s", checkpoint="latest", mode="greedy", name="mine")
     summary = evaluate(submission, episodes=3, seed=5, backend="sim", out=tmp_path / "eval")
     written = json.loads((tmp_path / "eval" / "summary.json").read_text())
     assert written == summary and set(written) == {"submission", "parameters", "time", "reward", "agents"}
@@ -168,6 +192,7 @@ def test_evaluate_writes_official_summary_returns_and_plot(trained_run, tmp_path
     episodes = json.loads((tmp_path / "eval" / "episodes.json").read_text())
     assert len(episodes["returns"]) == 3 and written["reward"]["mean"] == pytest.approx(np.mean(episodes["returns"]))
     assert episodes["returns"] == pytest.approx([sum(p) for p in episodes["phase_sums"]])
+    assert episodes["modes"]["greedy"] == episodes["returns"] and len(episodes["modes"]["sample"]) == 3
     assert (tmp_path / "eval" / "returns.png").read_bytes()[:4] == b"\x89PNG"
 
 
@@ -175,7 +200,7 @@ def test_evaluate_refuses_corrupted_weights_and_non_submissions(trained_run, tmp
     from cage_sf.evaluate import evaluate
 
     run, _ = trained_run
-    submission = export(str(run), tmp_path / "s", checkpoint="latest")
+    submission = export(str(run), tmp_path / "s", checkpoint="latest", mode="greedy")
     (submission / "model.safetensors").write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00not json at all!")
     with pytest.raises(UsageError, match="cannot load the submission"):
         evaluate(submission, episodes=1, seed=0, backend="sim", out=tmp_path / "e")
