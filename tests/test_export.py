@@ -88,9 +88,8 @@ def test_exported_greedy_agents_play_exactly_as_the_trained_model(trained_run, t
 
 def test_exported_agent_sleeps_while_its_action_runs(trained_run, tmp_path, monkeypatch):
     run, _ = trained_run
-    agents = import_submission_agent(export(str(run), tmp_path / "s", checkpoint="latest", mode="greedy"), monkeypatch).load_agents(
-        "cc4_agent"
-    )
+    out = export(str(run), tmp_path / "s", checkpoint="latest", mode="greedy")
+    agents = import_submission_agent(out, monkeypatch).load_agents("cc4_agent")
     agent, mask, rng = agents["blue_agent_4"], np.ones(242, bool), np.random.default_rng(0)
     durations = []
     for _ in range(20):
