@@ -31,8 +31,7 @@ from cage_sf.submission_template.cc4_memory import AgentMemory, feature_size
 
 log = logging.getLogger(__name__)
 
-LAYOUTS = tuple(cc4.agent_layout(kind) for kind in (cc4.SMALL, cc4.LARGE))
-FEATURES = tuple(feature_size(layout) for layout in LAYOUTS)  # by agent type
+FEATURES = tuple(feature_size(cc4.agent_layout(kind)) for kind in (cc4.SMALL, cc4.LARGE))  # by agent type
 OBS_SIZE = max(FEATURES)
 TEAM_SIZE = sum(FEATURES[cc4.agent_type(a)] for a in cc4.AGENTS)
 NUM_ACTIONS = max(cc4.NUM_ACTIONS)
@@ -58,7 +57,13 @@ class CC4SampleFactoryEnv(gym.Env):
     is_multiagent = True
     num_agents = len(cc4.AGENTS)
 
-    def __init__(self, make_backend: Callable[[], CC4Env], step_timeout_s: float, render_mode: str | None = None):
+    def __init__(
+        self,
+        make_backend: Callable[[], CC4Env],
+        step_timeout_s: float,
+        host_memory: bool = True,
+        render_mode: str | None = None,
+    ):
         self.observation_space = spaces.Dict(
             {
                 "obs": spaces.Box(0.0, 2.0, (OBS_SIZE,), np.float32),
@@ -72,7 +77,7 @@ class CC4SampleFactoryEnv(gym.Env):
         self._make_backend = make_backend
         self._step_timeout_s = step_timeout_s
         self._backend = make_backend()
-        self._memory = {a: AgentMemory(LAYOUTS[cc4.agent_type(a)]) for a in cc4.AGENTS}
+        self._memory = {a: AgentMemory(cc4.agent_layout(cc4.agent_type(a), host_memory)) for a in cc4.AGENTS}
         self._episode = EpisodeStats()
         self._faults = 0
         self._agent_type = {a: np.array([cc4.agent_type(a)], np.float32) for a in cc4.AGENTS}

@@ -82,7 +82,7 @@ def host_flag_indices(kind: int, offset: int) -> list[int]:
     return [1 + b * SUBNET_BLOCK + offset + h for b in range(SUBNETS[kind]) for h in range(16)]
 
 
-def agent_layout(kind: int) -> dict:
+def agent_layout(kind: int, host_memory: bool = True) -> dict:
     """The facts an agent's memory needs (`submission_template/cc4_memory.py`), as plain JSON-able values."""
     slots = []
     for command, count in command_layout(kind):
@@ -98,4 +98,5 @@ def agent_layout(kind: int) -> dict:
         "decoy": COMMANDS.index("DeployDecoy"),
         "process_flags": host_flag_indices(kind, PROCESS_FLAGS),
         "connection_flags": host_flag_indices(kind, CONNECTION_FLAGS),
+        "host_memory": host_memory,
     }

@@ -7,6 +7,7 @@ import argparse
 import functools
 
 from sample_factory.envs.env_utils import register_env
+from sample_factory.utils.utils import str2bool
 
 from cage_sf import sf_compat
 from cage_sf.adapter import CC4SampleFactoryEnv
@@ -30,11 +31,17 @@ def add_cc4_env_args(parser: argparse.ArgumentParser) -> None:
         type=float,
         help="an env step slower than this ends the episode as a fault and the env is rebuilt",
     )
+    group.add_argument(
+        "--host_memory",
+        default=True,
+        type=str2bool,
+        help="per-host memory features (flag traces, counts since Restore, decoys); False zeroes them (an ablation)",
+    )
 
 
 def make_cc4_env(full_env_name: str, cfg, env_config=None, render_mode: str | None = None) -> CC4SampleFactoryEnv:
     backend = functools.partial(make_backend, cfg.backend, steps=cfg.episode_steps)
-    env = CC4SampleFactoryEnv(backend, cfg.step_timeout_s, render_mode)
+    env = CC4SampleFactoryEnv(backend, cfg.step_timeout_s, cfg.host_memory, render_mode)
     tune_garbage_collector()
     return env
 

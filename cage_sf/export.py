@@ -19,7 +19,7 @@ import torch
 from safetensors.torch import save_file
 
 from cage_sf import cc4
-from cage_sf.adapter import FEATURES, LAYOUTS
+from cage_sf.adapter import FEATURES
 from cage_sf.backends import make_backend
 from cage_sf.errors import UsageError
 from cage_sf.models import MASKED_LOGIT
@@ -37,7 +37,7 @@ def model_config(cfg: dict) -> dict:
         "hidden": list(cfg["encoder_mlp_layers"]),
         "nonlinearity": cfg["nonlinearity"],
         "masked_logit": MASKED_LOGIT,
-        "layouts": list(LAYOUTS),
+        "layouts": [cc4.agent_layout(kind, cfg.get("host_memory", True)) for kind in (cc4.SMALL, cc4.LARGE)],
     }
 
 

@@ -84,3 +84,11 @@ def test_reset_forgets_the_episode():
     memory.observe(vector())
     features = memory.features()
     assert not memory.busy and not features[OBS:].any()
+
+
+def test_without_host_memory_only_the_vector_and_the_agent_features_remain():
+    memory = AgentMemory(cc4.agent_layout(cc4.SMALL, host_memory=False))
+    memory.observe(vector(process=[2]))
+    memory.act(33 + 2, True)
+    memory.observe(vector())
+    assert memory.busy and memory.features()[OBS] == 1 and not hosts(memory).any()

@@ -15,7 +15,7 @@ from cage_sf import cc4
 from cage_sf.adapter import CC4SampleFactoryEnv
 from cage_sf.backends import make_backend
 from cage_sf.errors import UsageError
-from cage_sf.export import export
+from cage_sf.export import export, model_config
 from cage_sf.models import CC4ActorCritic
 from cage_sf.train import resolve_config
 
@@ -84,6 +84,13 @@ def test_exported_greedy_agents_play_exactly_as_the_trained_model(trained_run, t
             decisions += [a for a, e in zip(cc4.AGENTS, encoded, strict=True) if e["valid_actions"].sum() > 1]
             encoded, *_ = env.step(exported)
     assert len(decisions) > 500 and set(decisions) == set(cc4.AGENTS)  # free decisions of both agent types
+
+
+def test_a_run_without_host_memory_exports_agents_without_it(trained_run):
+    run, _ = trained_run
+    cfg = json.loads((run / "config.json").read_text())
+    assert [layout["host_memory"] for layout in model_config(cfg)["layouts"]] == [True, True]
+    assert [layout["host_memory"] for layout in model_config(cfg | {"host_memory": False})["layouts"]] == [False] * 2
 
 
 def test_exported_agent_sleeps_while_its_action_runs(trained_run, tmp_path, monkeypatch):

@@ -8,7 +8,7 @@ the policy sees the same features in both. numpy only: a submission imports noth
 `layout` (built by `cage_sf.cc4.agent_layout`, stored in a submission's model.json) holds an agent type's
 facts: `obs_size`, `durations` and `command` (command id) and `slot` (host slot or -1) of every action index,
 `sleep`, `restore`/`remove`/`decoy` (command ids), and the observation indices of each host slot's
-`process_flags` and `connection_flags`.
+`process_flags` and `connection_flags`; `host_memory` False zeroes the per-host memory (an ablation).
 """
 
 from __future__ import annotations
@@ -39,6 +39,7 @@ class AgentMemory:
         self.restore, self.remove, self.decoy = layout["restore"], layout["remove"], layout["decoy"]
         self.process_index = np.asarray(layout["process_flags"], np.int64)
         self.connection_index = np.asarray(layout["connection_flags"], np.int64)
+        self.host_memory = layout["host_memory"]
         self.size = feature_size(layout)
         self.reset()
 
@@ -106,4 +107,4 @@ class AgentMemory:
             ],
             axis=1,
         ).astype(np.float32)
-        return np.concatenate([self.vector, agent, hosts.ravel()])
+        return np.concatenate([self.vector, agent, hosts.ravel() * self.host_memory])
