@@ -1,8 +1,13 @@
-"""PNG plots people look at instead of logs: an evaluation's returns and a run's learning curves."""
+"""PNG plots people look at instead of logs: an evaluation's returns and a run's learning curves.
+
+A run resumed after an interrupt writes a new TensorBoard event file per session; `read_series` joins them on
+one training clock (each session counts from its file's creation, so the time between sessions is left out).
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import NamedTuple
 
 import matplotlib
 
@@ -10,8 +15,10 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from cage_sf import cc4  # noqa: E402
 from cage_sf.errors import UsageError  # noqa: E402
 
+REFERENCE_COLORS = ("tab:green", "tab:red", "tab:purple", "tab:orange", "tab:brown", "tab:gray")
 PHASES = ("phase 1 (pre-planning)", "phase 2A (mission A)", "phase 2B (mission B)")
 
 
@@ -46,8 +53,66 @@ def read_scalars(run_dir: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     return scalars
 
 
-def plot_learning_curves(run_dir: Path, path: Path) -> Path:
-    """Evaluation-style return, reward per phase and throughput against env steps."""
+class Series(NamedTuple):
+    """One scalar of a run: SF's step (agent steps), value and training seconds at each point."""
+
+    steps: np.ndarray
+    values: np.ndarray
+    seconds: np.ndarray
+
+
+def _sessions(run_dir: Path, tag: str) -> list[tuple[float, float, list[tuple[int, float, float]]]]:
+    """(start, last summary's wall time, [(step, value, wall time) of `tag`]) of each event file, one per training
+    session, in time order. A session starts when its file was created (the runner's start, before its workers)."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    summary = run_dir / ".summary" / "0"
+    files = sorted(summary.glob("events.out.tfevents.*")) if summary.is_dir() else []
+    if not files:
+        raise UsageError(f"no TensorBoard logs in {summary}")
+    sessions = []
+    for file in files:
+        events = EventAccumulator(str(file), size_guidance={"scalars": 0})
+        events.Reload()
+        tags = events.Tags()["scalars"]
+        every = [e.wall_time for t in tags for e in events.Scalars(t)]
+        if every:
+            points = [(e.step, e.value, e.wall_time) for e in events.Scalars(tag)] if tag in tags else []
+            sessions.append((min(events.FirstEventTimestamp(), *every), max(every), points))
+    return sorted(sessions, key=lambda session: session[0])
+
+
+def read_series(run_dir: Path, tag: str) -> Series:
+    """`tag` over every session of a run, on one training clock: each event file (one per session) counts from
+    its creation, after the whole length of the sessions before it. Points of an earlier session at or
+    past the step a later session resumed from were never checkpointed and are dropped, as TensorBoard does."""
+    kept: list[tuple[int, float, float]] = []
+    offset = 0.0
+    for start, end, points in _sessions(run_dir, tag):
+        if points:
+            kept = [p for p in kept if p[0] < points[0][0]]
+        kept += [(step, value, offset + wall - start) for step, value, wall in points]
+        offset += end - start
+    steps, values, seconds = zip(*kept, strict=True) if kept else ((), (), ())
+    return Series(np.array(steps, dtype=np.int64), np.array(values, dtype=float), np.array(seconds, dtype=float))
+
+
+def training_seconds(run_dir: Path) -> float:
+    """The run's training time so far: its sessions' summed length, each up to its last summary (0 before any)."""
+    try:
+        return sum(end - start for start, end, _ in _sessions(run_dir, ""))
+    except UsageError:
+        return 0.0
+
+
+def plot_learning_curves(
+    run_dir: Path, path: Path, *, wall_clock: bool = False, references: dict[str, float] | None = None
+) -> Path:
+    """Evaluation-style return, reward per phase and throughput against agent steps. With `wall_clock`, the
+    learning benchmark's figure instead: the evaluation-style return against env steps and against training
+    time, with `references` (label -> return, e.g. a scripted defender's) as horizontal lines in both."""
+    if wall_clock:
+        return _plot_return_against_steps_and_time(run_dir, path, references or {})
     scalars = read_scalars(run_dir)
     fig, (ret, phases, fps) = plt.subplots(1, 3, figsize=(15, 4))
     for axis, tags, title in (
@@ -63,6 +128,31 @@ def plot_learning_curves(run_dir: Path, path: Path) -> Path:
             axis.legend(fontsize=8)
         if not any(tag in scalars for tag in tags):
             axis.text(0.5, 0.5, "not logged yet", ha="center", transform=axis.transAxes)
+    fig.suptitle(run_dir.name)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def _plot_return_against_steps_and_time(run_dir: Path, path: Path, references: dict[str, float]) -> Path:
+    series = read_series(run_dir, "cc4/eval_return")
+    fig, (by_steps, by_time) = plt.subplots(1, 2, figsize=(12, 4.5), sharey=True)
+    for axis, x, label in (
+        (by_steps, series.steps / len(cc4.AGENTS), "env steps (agent steps / 5)"),
+        (by_time, series.seconds / 60, "training time (minutes)"),
+    ):
+        if len(series.steps):
+            axis.plot(x, series.values, color="tab:blue", label="training episodes (cc4/eval_return)")
+        else:
+            axis.text(0.5, 0.5, "not logged yet", ha="center", transform=axis.transAxes)
+        for (name, value), color in zip(references.items(), REFERENCE_COLORS, strict=False):
+            axis.axhline(value, color=color, linestyle="--", linewidth=1, label=f"{name}: {value:.0f}")
+        axis.set(xlabel=label, title=f"Evaluation-style return against {label.split(' (')[0]}")
+        axis.grid(alpha=0.3)
+    by_steps.set_ylabel("episode return (evaluation.py counting)")
+    if len(series.steps) or references:
+        by_time.legend(fontsize=8, loc="lower right")
     fig.suptitle(run_dir.name)
     fig.tight_layout()
     fig.savefig(path, dpi=110)

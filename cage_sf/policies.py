@@ -2,7 +2,9 @@
 
 `load_policy(name)` returns a factory: call it for a fresh policy at the start of each episode. A policy
 maps (observations, action masks, rng) to one action index per agent; it is called every step, also for
-agents that are busy (the backend then drops the action, as CybORG does).
+agents that are busy (the backend then drops the action, as CybORG does). Given the observations of only some
+agents, the built-in policies decide those agents alone, as they would in the joint call (a CybORG submission
+asks each agent separately: `cage_sf/scripted_submission.py`).
 
   sleep          every agent sleeps
   random         every agent draws uniformly from its whole action space, masked indices included
@@ -35,11 +37,11 @@ def sleep(obs: dict[str, np.ndarray], masks: dict[str, np.ndarray], rng: np.rand
 
 
 def random_any(obs: dict[str, np.ndarray], masks: dict[str, np.ndarray], rng: np.random.Generator) -> dict[str, int]:
-    return {agent: int(rng.integers(cc4.NUM_ACTIONS[kind])) for agent, kind in sorted(_KIND.items())}
+    return {agent: int(rng.integers(cc4.NUM_ACTIONS[kind])) for agent, kind in sorted(_KIND.items()) if agent in obs}
 
 
 def random_valid(obs: dict[str, np.ndarray], masks: dict[str, np.ndarray], rng: np.random.Generator) -> dict[str, int]:
-    return {agent: int(rng.choice(np.flatnonzero(masks[agent]))) for agent in cc4.AGENTS}
+    return {agent: int(rng.choice(np.flatnonzero(masks[agent]))) for agent in cc4.AGENTS if agent in masks}
 
 
 def process_flags(vector: np.ndarray, kind: int) -> np.ndarray:
@@ -60,7 +62,7 @@ class ReactiveDefender:
     def __call__(self, obs: dict[str, np.ndarray], masks: dict[str, np.ndarray], rng) -> dict[str, int]:
         actions = dict(_SLEEP)
         for agent, kind in _KIND.items():
-            if self._step >= self._free_at[agent]:
+            if agent in obs and self._step >= self._free_at[agent]:
                 actions[agent] = self.choose(agent, kind, process_flags(obs[agent], kind), masks[agent])
                 self._free_at[agent] = self._step + int(self._durations[kind][actions[agent]])
         self._step += 1
