@@ -221,13 +221,14 @@ def _line(stat: dict | None) -> str:
 def run_benchmark(args: argparse.Namespace, overrides: list[str]) -> dict:
     from cage_sf import benchmark
     from cage_sf.backends import cyborg_available
+    from cage_sf.evaluate import mean_and_sem
     from cage_sf.plots import plot_learning_curves, read_series, training_seconds
 
     run = args.train_dir / args.experiment
     train(args, overrides, run)
     submission = export(args)
     bench = run / "bench"
-    sim = benchmark.mean_sem(evaluate_sim(args, submission, bench / "sim"))
+    sim = mean_and_sem(evaluate_sim(args, submission, bench / "sim"))
     sim_return = _stat(*sim, args.episodes)
 
     cyborg_return = scripted_return = None

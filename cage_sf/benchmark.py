@@ -43,11 +43,6 @@ class Group:
         return cls(mean(returns), stdev(returns) if len(returns) > 1 else 0.0, len(returns))
 
 
-def mean_sem(returns: list[float]) -> tuple[float, float]:
-    group = Group.of(returns)
-    return group.mean, group.stdev / math.sqrt(group.n)
-
-
 def pooled(groups: list[Group]) -> tuple[float, float, int]:
     """Mean, SEM and count of all episodes of several groups from each group's mean, stdev and size alone:
     the exact sample variance of the union is (sum of within-group squares + sum of n_i (m_i - m)^2) / (N - 1)."""

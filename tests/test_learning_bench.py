@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 
 from cage_sf import cc4
-from cage_sf.benchmark import Group, cyborg_plan, mean_sem, pooled, read_cyborg_output
+from cage_sf.benchmark import Group, cyborg_plan, pooled, read_cyborg_output
 from cage_sf.errors import UsageError
-from cage_sf.evaluate import evaluation_episode
+from cage_sf.evaluate import evaluation_episode, mean_and_sem
 from cage_sf.policies import load_policy
 from cage_sf.scripted_submission import ScriptedAgent, scripted_agents, write_submission
 from cage_sf.sim import make_cc4
@@ -40,7 +40,7 @@ def test_pooling_per_process_mean_stdev_count_equals_the_statistics_of_all_episo
     assert n == len(every) == 17
     assert m == pytest.approx(np.mean(every))
     assert sem == pytest.approx(np.std(every, ddof=1) / math.sqrt(len(every)))
-    assert (m, sem) == pytest.approx(mean_sem(every))
+    assert (m, sem) == pytest.approx(mean_and_sem(every))
 
 
 def test_pooling_one_group_and_identical_means():
@@ -147,7 +147,7 @@ def test_scripted_defender_through_cyborgs_evaluation_is_pooled_and_cached(tmp_p
     plan = [(0, 2), (1, 2)]
     result, cached = scripted_cyborg("restore-decoy", plan, 2, tmp_path / "work", cache_dir=tmp_path / "cache")
     assert not cached and result.episodes == 4 and len(result.returns) == 4
-    assert (result.mean, result.sem) == pytest.approx(mean_sem(result.returns))
+    assert (result.mean, result.sem) == pytest.approx(mean_and_sem(result.returns))
     assert -6000 < result.mean < 0
     summary = json.loads((tmp_path / "work" / "evaluation" / "seed_1" / "summary.json").read_text())
     assert summary["parameters"] == {"seed": 1, "episode_length": 500, "max_episodes": 2}
