@@ -39,10 +39,14 @@ def test_adapter_return_counts_like_evaluation_py():
     assert sum(stats[f"cc4/reward_phase_{p}"] for p in range(3)) == pytest.approx(expected)
 
 
-def test_busy_agent_is_inactive_on_cyborg():
+def test_busy_agent_may_only_sleep_on_cyborg():
     env = CC4SampleFactoryEnv(lambda: CybORGBackend(seed=1), step_timeout_s=60)
     env.reset(seed=1)
     actions = [SLEEP[a] for a in cc4.AGENTS]
     actions[4] = 97  # Restore(ADM server_host_0): 5 steps
-    active = [env.step(actions)[4][4]["is_active"] for _ in range(5)]
-    assert active == [False, False, False, False, True]
+    only_sleep = []
+    for _ in range(5):
+        obs = env.step(actions)[0]
+        only_sleep.append(obs[4]["valid_actions"].sum() == 1)
+        assert env._backend.busy_agents() == ({"blue_agent_4"} if only_sleep[-1] else set())
+    assert only_sleep == [True, True, True, True, False]

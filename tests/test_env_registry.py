@@ -17,7 +17,7 @@ def restore_gc():
 def test_env_factory_builds_the_adapter_and_tunes_the_collector(restore_gc):
     """Rollout workers step CybORG faster with the collector tuned (bench/train_throughput.py --raw_gc_tuned)."""
     gc.unfreeze()
-    cfg = SimpleNamespace(backend="synthetic", episode_steps=20, step_timeout_s=5.0)
+    cfg = SimpleNamespace(backend="synthetic", episode_steps=20, step_timeout_s=5.0, host_memory=True)
     env = make_cc4_env("cc4", cfg)
     assert env.num_agents == 5 and env.action_space.n == 242
     assert gc.get_freeze_count() > 0, "objects alive after env creation should be frozen"
