@@ -6,4 +6,6 @@ if [ $# -lt 1 ]; then
     echo "usage: ./train.sh <preset> [--name=value ...]   (presets: $(ls configs | sed 's/\.yaml$//' | tr '\n' ' '))" >&2
     exit 2
 fi
-exec python -m cage_sf train "$@"
+# `-m cage_sf.cli`, not `-m cage_sf`: SF's spawned processes re-import the main module unless it is a `__main__`,
+# so they import cage_sf (which silences gym's import banner) before Sample Factory imports gym
+exec python -m cage_sf.cli train "$@"
