@@ -64,30 +64,30 @@ def actor_tensors(checkpoint: Path, config: dict) -> dict[str, torch.Tensor]:
 MODES = ("greedy", "sample")
 
 
-def _sim_returns(checkpoint: Path, config: dict, greedy: bool, episodes: int, seed: int) -> list[float]:
+def _sim_returns(tensors: dict, config: dict, greedy: bool, episodes: int, seed: int) -> list[float]:
     """Returns of one checkpoint's actors, played as the exported agents play, on simulator episodes."""
     from cage_sf.evaluate import play
     from cage_sf.submission_template.cc4_agent import CC4Agent, CC4Policy
 
     torch.set_num_threads(1)
-    policy = CC4Policy(config, actor_tensors(checkpoint, config))
+    policy = CC4Policy(config, tensors)
     agents = {agent: CC4Agent(agent, policy, greedy) for agent in cc4.AGENTS}
     return play(agents, make_backend("sim", seed=seed), episodes)[0]
 
 
-def select(candidates: list[Path], modes: list[str], config: dict, episodes: int, seed: int) -> list[dict]:
-    """Score every (checkpoint, action mode) on the same simulator episodes, best first: SF's best checkpoint is
-    the maximum of noisy 100-episode training windows (a winner's curse), and whether greedy or sampled actions
-    play better depends on the policy."""
+def select(candidates: dict[Path, dict], modes: list[str], config: dict, episodes: int, seed: int) -> list[dict]:
+    """Score every (checkpoint -> its actor tensors, action mode) on the same simulator episodes, best first:
+    SF's best checkpoint is the maximum of noisy 100-episode training windows (a winner's curse), and whether
+    greedy or sampled actions play better depends on the policy."""
     from cage_sf.evaluate import mean_and_sem
 
-    jobs = [(checkpoint, mode) for checkpoint in candidates for mode in modes]
     rows = []
     context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(min(len(jobs), os.cpu_count() or 1), mp_context=context) as pool:
+    with ProcessPoolExecutor(min(len(candidates) * len(modes), os.cpu_count() or 1), mp_context=context) as pool:
         futures = {
-            pool.submit(_sim_returns, checkpoint, config, mode == "greedy", episodes, seed): (checkpoint, mode)
-            for checkpoint, mode in jobs
+            pool.submit(_sim_returns, tensors, config, mode == "greedy", episodes, seed): (checkpoint, mode)
+            for checkpoint, tensors in candidates.items()
+            for mode in modes
         }
         for future in as_completed(futures):
             checkpoint, mode = futures[future]
@@ -121,23 +121,23 @@ def export(experiment: str, out: Path, *, train_dir: str = "runs", checkpoint: s
         raise UsageError(f"output {out} is not empty (use --force to overwrite)")
     cfg = json.loads((run / "config.json").read_text())
     config = model_config(cfg)
-    candidates = candidate_checkpoints(run) if checkpoint == "auto" else [find_checkpoint(run, checkpoint)]
+    paths = candidate_checkpoints(run) if checkpoint == "auto" else [find_checkpoint(run, checkpoint)]
+    candidates = {path: actor_tensors(path, config) for path in paths}  # checks every candidate fits
     modes = list(MODES) if mode == "auto" else [mode]
-    tensors = {path: actor_tensors(path, config) for path in candidates}  # checks every candidate fits
     selection = None
     if len(candidates) * len(modes) > 1:
         print(f"choosing among {len(candidates)} checkpoint(s) x {len(modes)} action mode(s) on the simulator:")
         selection = select(candidates, modes, config, select_episodes, select_seed)
-        source = next(path for path in candidates if path.name == selection[0]["checkpoint"])
+        source = next(path for path in paths if path.name == selection[0]["checkpoint"])
         mode = selection[0]["mode"]
     else:
-        source, mode = candidates[0], modes[0]
+        source, mode = paths[0], modes[0]
     config |= {
         "greedy": mode == "greedy",
         "submission": {"name": name, "team": team, "technique": technique},
         "source": {"run": str(run), "checkpoint": source.name, "selection": selection},
     }
-    tensors = tensors[source]
+    tensors = candidates[source]
 
     package = out / "submission" if as_zip else out
     if out.exists() and force:

@@ -46,8 +46,7 @@ def random_valid(obs: dict[str, np.ndarray], masks: dict[str, np.ndarray], rng: 
 
 def process_flags(vector: np.ndarray, kind: int) -> np.ndarray:
     """The malicious-process flag of every host slot of an agent, in action-slot order."""
-    blocks = [1 + b * cc4.SUBNET_BLOCK + cc4.PROCESS_FLAGS for b in range(cc4.SUBNETS[kind])]
-    return np.concatenate([vector[start : start + 16] for start in blocks])
+    return np.asarray(vector)[cc4.host_flag_indices(kind, cc4.PROCESS_FLAGS)]
 
 
 class ReactiveDefender:

@@ -20,6 +20,7 @@ import numpy as np
 
 from cage_sf import cc4
 from cage_sf.policies import load_policy
+from cage_sf.submission_template.cc4_agent import episode_step
 
 SUBMISSION_PY = '''"""cage-sf's scripted defender {policy!r} (cage_sf/policies.py) as a CAGE Challenge 4 submission.
 
@@ -68,21 +69,13 @@ class ScriptedAgent:
     def __repr__(self) -> str:
         return f"ScriptedAgent({self.name!r}, {self.policy!r})"
 
-    def _step_count(self) -> int:
-        """The env's step counter (it restarts at every reset). Unattached, our own calls modulo an episode's
-        length: CC4 is done after step 499 of 500 and evaluation.py asks for no action after that."""
-        if hasattr(self.env, "step_count"):  # cage-sf backends
-            return self.env.step_count
-        controller = getattr(getattr(self.env, "env", None), "environment_controller", None)  # CybORG's wrapper
-        return controller.step_count if controller is not None else self._calls % (cc4.EPISODE_STEPS - 1)
-
     def _mask(self, action_space) -> np.ndarray:
         if self.env is not None:
             return np.asarray(self.env.action_mask(self.name), dtype=bool)
         return np.ones(action_space.n if action_space is not None else cc4.NUM_ACTIONS[cc4.agent_type(self.name)], bool)
 
     def get_action(self, observation, action_space=None) -> int:
-        if self._act is None or self._step_count() == 0:
+        if self._act is None or episode_step(self.env, self._calls) == 0:
             self._act = self._factory()  # a new episode
         self._calls += 1
         observations = {self.name: np.asarray(observation)}

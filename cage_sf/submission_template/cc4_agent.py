@@ -74,6 +74,15 @@ class CC4Policy:
         return logits.masked_fill(~valid, self.config["masked_logit"])
 
 
+def episode_step(env, calls: int) -> int:
+    """The env's step counter (it restarts at every reset): cage-sf backends' `step_count`, or CybORG's through its
+    wrapper. Unattached, `calls` modulo an episode's decisions (CC4 is done after step 499 of 500)."""
+    if hasattr(env, "step_count"):
+        return env.step_count
+    controller = getattr(getattr(env, "env", None), "environment_controller", None)
+    return controller.step_count if controller is not None else calls % 499
+
+
 class CC4Agent:
     """One blue agent. `attach(env)` gives it the wrapper whose action mask and step counter it reads."""
 
@@ -91,15 +100,8 @@ class CC4Agent:
     def attach(self, env) -> None:
         self.env = env
 
-    def _step_count(self) -> int:
-        """The env's step counter when attached (it restarts at every reset), else our own call count."""
-        if hasattr(self.env, "step_count"):  # cage-sf backends
-            return self.env.step_count
-        controller = getattr(getattr(self.env, "env", None), "environment_controller", None)  # CybORG's wrapper
-        return controller.step_count if controller is not None else self._calls
-
     def get_action(self, observation, action_space=None, mask=None) -> int:
-        if self._step_count() == 0:
+        if episode_step(self.env, self._calls) == 0:
             self.memory.reset()  # a new episode
         self._calls += 1
         self.memory.observe(observation)
