@@ -1,8 +1,8 @@
-"""CC4 blue team (dicts of per-agent vectors) -> Sample Factory's fixed-shape multi-agent env.
+"""CC4 blue teams (dicts of per-agent vectors) -> Sample Factory's fixed-shape multi-agent envs.
 
 This module is the only place that knows about padding and masks as observation keys. Every agent gets the
 same observation dict:
-  obs           the agent's features (its CC4 vector + memory, `cc4_memory.AgentMemory`) zero-padded
+  obs           the agent's features (its CC4 vector + memory, `cc4_memory.AgentMemories`) zero-padded
   team          every agent's features and the step: what the value networks see (the reward is the team's)
   agent_type    0 for blue_agent_0..3 (small subnet), 1 for blue_agent_4 (large subnet)
   valid_actions 242 flags: the backend's action mask padded with False; only Sleep while the agent is busy
@@ -12,6 +12,10 @@ Every agent is active every step. While an agent's multi-step action runs, Sleep
 (probability 1: no policy gradient, importance ratio 1) and nothing is submitted for it (CybORG would drop
 the action and still charge a Restore), so the rewards earned while the action runs reach the decision that
 started it through the V-trace recursion, over real observations and values.
+
+`CC4VectorEnv` steps K CC4 envs together and returns stacked arrays for their 5K agents (Sample Factory's
+batched sampling: one inference call per step for all of them, no per-agent Python); `CC4SampleFactoryEnv`
+is the same for one env as lists of per-agent dicts (SF's non-batched sampling).
 """
 
 from __future__ import annotations
@@ -19,7 +23,6 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
 import gymnasium as gym
 import numpy as np
@@ -27,7 +30,7 @@ from gymnasium import spaces
 
 from cage_sf import cc4
 from cage_sf.backends import CC4Env
-from cage_sf.submission_template.cc4_memory import AgentMemory, feature_size
+from cage_sf.submission_template.cc4_memory import AgentMemories, feature_size
 
 log = logging.getLogger(__name__)
 
@@ -36,126 +39,159 @@ OBS_SIZE = max(FEATURES)
 TEAM_SIZE = sum(FEATURES[cc4.agent_type(a)] for a in cc4.AGENTS)
 NUM_ACTIONS = max(cc4.NUM_ACTIONS)
 
-
-@dataclass
-class EpisodeStats:
-    """Team reward counted as CybORG's `evaluation.py` does: every step but the final one."""
-
-    phase_rewards: list[float] = field(default_factory=lambda: [0.0, 0.0, 0.0])
-
-    def record(self, team_reward: float, phase: int) -> None:
-        self.phase_rewards[phase] += team_reward
-
-    def summary(self) -> dict[str, float]:
-        stats = {f"cc4/reward_phase_{p}": r for p, r in enumerate(self.phase_rewards)}
-        stats["cc4/eval_return"] = sum(self.phase_rewards)
-        stats["cc4/env_fault"] = 0.0
-        return stats
+AGENTS = len(cc4.AGENTS)
+SMALL_AGENTS = AGENTS - 1  # blue_agent_0..3 defend one subnet each, blue_agent_4 (the last) the large one
+assert [cc4.agent_type(a) for a in cc4.AGENTS] == [cc4.SMALL] * SMALL_AGENTS + [cc4.LARGE]
+_SLEEP = np.array([cc4.sleep_action(cc4.agent_type(a)) for a in cc4.AGENTS])
+_AGENT_ACTIONS = np.array([cc4.NUM_ACTIONS[cc4.agent_type(a)] for a in cc4.AGENTS])
 
 
-class CC4SampleFactoryEnv(gym.Env):
+def observation_space() -> spaces.Dict:
+    return spaces.Dict(
+        {
+            "obs": spaces.Box(0.0, 2.0, (OBS_SIZE,), np.float32),
+            "team": spaces.Box(0.0, 2.0, (TEAM_SIZE,), np.float32),
+            "agent_type": spaces.Box(0.0, 1.0, (1,), np.float32),
+            "valid_actions": spaces.Box(0.0, 1.0, (NUM_ACTIONS,), np.float32),
+        }
+    )
+
+
+class CC4VectorEnv(gym.Env):
+    """K CC4 envs stepped together as one multi-agent env of 5K agents, row 5k+i being env k's blue_agent_i.
+
+    Each env auto-resets when its episode ends (its agents' infos then carry the episode's statistics, counted
+    as CybORG's `evaluation.py` does: every step but the final one) and is rebuilt after a fault (an exception
+    or a step slower than `step_timeout_s`), which ends its episode as truncated. The observation arrays returned
+    are rewritten in place at the next step (Sample Factory copies them into its own buffers before that)."""
+
     is_multiagent = True
-    num_agents = len(cc4.AGENTS)
 
     def __init__(
         self,
         make_backend: Callable[[], CC4Env],
+        num_envs: int,
         step_timeout_s: float,
         host_memory: bool = True,
         render_mode: str | None = None,
     ):
-        self.observation_space = spaces.Dict(
-            {
-                "obs": spaces.Box(0.0, 2.0, (OBS_SIZE,), np.float32),
-                "team": spaces.Box(0.0, 2.0, (TEAM_SIZE,), np.float32),
-                "agent_type": spaces.Box(0.0, 1.0, (1,), np.float32),
-                "valid_actions": spaces.Box(0.0, 1.0, (NUM_ACTIONS,), np.float32),
-            }
-        )
+        k = self.num_envs = num_envs
+        self.num_agents = AGENTS * k
+        self.observation_space = observation_space()
         self.action_space = spaces.Discrete(NUM_ACTIONS)
         self.render_mode = render_mode
         self._make_backend = make_backend
         self._step_timeout_s = step_timeout_s
-        self._backend = make_backend()
-        self._memory = {a: AgentMemory(cc4.agent_layout(cc4.agent_type(a), host_memory)) for a in cc4.AGENTS}
-        self._episode = EpisodeStats()
+        self._backends = [make_backend() for _ in range(k)]
+        self._small = AgentMemories(cc4.agent_layout(cc4.SMALL, host_memory), SMALL_AGENTS * k)
+        self._large = AgentMemories(cc4.agent_layout(cc4.LARGE, host_memory), k)
+        self._small_vectors = np.zeros((k, SMALL_AGENTS, cc4.OBS_SIZE[cc4.SMALL]), np.float32)
+        self._large_vectors = np.zeros((k, cc4.OBS_SIZE[cc4.LARGE]), np.float32)
+        self._episode_valid = np.zeros((k, AGENTS, NUM_ACTIONS), np.float32)  # masks are fixed for an episode
+        self._only_sleep = (np.arange(NUM_ACTIONS) == _SLEEP[:, None]).astype(np.float32)
+        self._phase_rewards = np.zeros((k, 3))
         self._faults = 0
-        self._agent_type = {a: np.array([cc4.agent_type(a)], np.float32) for a in cc4.AGENTS}
-        self._sleep = {a: cc4.sleep_action(cc4.agent_type(a)) for a in cc4.AGENTS}
-        self._only_sleep = {a: self._padded_mask(np.arange(NUM_ACTIONS) == self._sleep[a]) for a in cc4.AGENTS}
-        self._num_actions = {a: cc4.NUM_ACTIONS[cc4.agent_type(a)] for a in cc4.AGENTS}
+        self._obs = np.zeros((k, AGENTS, OBS_SIZE), np.float32)
+        self._team = np.zeros((k, AGENTS, TEAM_SIZE), np.float32)
+        self._valid = np.zeros((k, AGENTS, NUM_ACTIONS), np.float32)
+        self._outputs = {
+            "obs": self._obs.reshape(self.num_agents, OBS_SIZE),
+            "team": self._team.reshape(self.num_agents, TEAM_SIZE),
+            "agent_type": np.tile([cc4.agent_type(a) for a in cc4.AGENTS], k).astype(np.float32)[:, None],
+            "valid_actions": self._valid.reshape(self.num_agents, NUM_ACTIONS),
+        }
 
     def reset(self, seed: int | None = None, options: dict | None = None):
-        return self._start_episode(seed), [{} for _ in cc4.AGENTS]
+        for env in range(self.num_envs):
+            self._start_episode(env, None if seed is None else seed * self.num_envs + env)
+        return self._observe(), [{} for _ in range(self.num_agents)]
 
     def step(self, actions):
-        submitted = self._backend_actions(actions)
-        started = time.perf_counter()
-        try:
-            obs, rewards, terminated, truncated, _ = self._backend.step(submitted)
-        except Exception:
-            return self._recover_from_fault("raised an exception", exc_info=True)
-        if (elapsed := time.perf_counter() - started) > self._step_timeout_s:
-            return self._recover_from_fault(f"took {elapsed:.1f}s (limit {self._step_timeout_s}s)")
+        actions = np.asarray(actions, np.int64).reshape(self.num_envs, AGENTS)
+        actions = np.where(actions < _AGENT_ACTIONS, actions, _SLEEP)  # padding indices mean Sleep
+        acting = ~self.busy()
+        valid = np.take_along_axis(self._episode_valid, actions[..., None], axis=2)[..., 0] > 0
+        small = np.s_[:, :SMALL_AGENTS]
+        self._small.act(actions[small].ravel(), valid[small].ravel(), acting[small].ravel())
+        self._large.act(actions[:, SMALL_AGENTS], valid[:, SMALL_AGENTS], acting[:, SMALL_AGENTS])
 
-        team_reward = float(np.mean([rewards[a] for a in cc4.AGENTS]))
-        done = any(terminated[a] or truncated[a] for a in cc4.AGENTS)
-        infos = [{} for _ in cc4.AGENTS]
-        if done:
-            stats = self._episode.summary()
-            encoded = self._start_episode()
-            for agent_info in infos:
-                agent_info.update(episode_extra_stats=stats, true_objective=stats["cc4/eval_return"])
-        else:
-            self._episode.record(team_reward, int(obs[cc4.AGENTS[0]][cc4.PHASE_INDEX]))
-            encoded = self._encode(obs)
+        rewards = np.zeros(self.num_envs, np.float32)
+        terminated = np.zeros((self.num_envs, AGENTS), bool)
+        truncated = np.zeros((self.num_envs, AGENTS), bool)
+        infos = [{} for _ in range(self.num_agents)]
+        for env, backend in enumerate(self._backends):
+            # busy agents submit nothing: CybORG would drop the action and still charge a Restore
+            submitted = {a: int(i) for a, i, act in zip(cc4.AGENTS, actions[env], acting[env], strict=True) if act}
+            started = time.perf_counter()
+            try:
+                obs, agent_rewards, agent_terminated, agent_truncated, _ = backend.step(submitted)
+            except Exception:
+                self._recover_from_fault(env, "raised an exception", truncated, infos, exc_info=True)
+                continue
+            if (elapsed := time.perf_counter() - started) > self._step_timeout_s:
+                self._recover_from_fault(env, f"took {elapsed:.1f}s (limit {self._step_timeout_s}s)", truncated, infos)
+                continue
+            rewards[env] = np.mean([agent_rewards[a] for a in cc4.AGENTS])
+            terminated[env] = [agent_terminated[a] for a in cc4.AGENTS]
+            truncated[env] = [agent_truncated[a] for a in cc4.AGENTS]
+            if terminated[env].any() or truncated[env].any():
+                stats = self._episode_summary(env)
+                for info in infos[AGENTS * env : AGENTS * (env + 1)]:
+                    info.update(episode_extra_stats=stats, true_objective=stats["cc4/eval_return"])
+                self._start_episode(env)
+            else:
+                self._phase_rewards[env, int(obs[cc4.AGENTS[0]][cc4.PHASE_INDEX])] += rewards[env]
+                self._store_vectors(env, obs)
+        return self._observe(), np.repeat(rewards, AGENTS), terminated.ravel(), truncated.ravel(), infos
 
-        return (
-            encoded,
-            [team_reward] * self.num_agents,
-            [bool(terminated[a]) for a in cc4.AGENTS],
-            [bool(truncated[a]) for a in cc4.AGENTS],
-            infos,
-        )
+    def busy(self) -> np.ndarray:
+        """[K, 5]: agents whose multi-step action is still running."""
+        return np.concatenate([self._small.busy.reshape(self.num_envs, SMALL_AGENTS), self._large.busy[:, None]], 1)
 
     def close(self) -> None:
-        self._backend = None
+        self._backends = []
 
-    def _backend_actions(self, actions) -> dict[str, int]:
-        """Busy agents submit nothing (CybORG would drop it and still charge Restore); padding maps to Sleep."""
-        submitted = {}
-        for agent, action in zip(cc4.AGENTS, actions, strict=True):
-            memory = self._memory[agent]
-            if memory.busy:
-                continue
-            action = int(action)
-            submitted[agent] = action if action < self._num_actions[agent] else self._sleep[agent]
-            memory.act(submitted[agent], bool(self._valid[agent][submitted[agent]]))
-        return submitted
+    def _episode_summary(self, env: int) -> dict[str, float]:
+        stats = {f"cc4/reward_phase_{p}": float(r) for p, r in enumerate(self._phase_rewards[env])}
+        stats["cc4/eval_return"] = float(self._phase_rewards[env].sum())
+        stats["cc4/env_fault"] = 0.0
+        return stats
 
-    def _encode(self, obs: dict[str, np.ndarray]) -> list[dict[str, np.ndarray]]:
-        features = []
-        for agent in cc4.AGENTS:
-            self._memory[agent].observe(obs[agent])
-            features.append(self._memory[agent].features())
-        team = np.concatenate(features)
-        encoded = []
-        for agent, own in zip(cc4.AGENTS, features, strict=True):
-            padded = np.zeros(OBS_SIZE, np.float32)
-            padded[: len(own)] = own
-            valid = self._only_sleep[agent] if self._memory[agent].busy else self._valid[agent]
-            encoded.append({"obs": padded, "team": team, "agent_type": self._agent_type[agent], "valid_actions": valid})
-        return encoded
+    def _observe(self) -> dict[str, np.ndarray]:
+        """Every env's new vectors -> the agents' memories -> the output arrays."""
+        k, small_size, large_size = self.num_envs, FEATURES[cc4.SMALL], FEATURES[cc4.LARGE]
+        self._small.observe(self._small_vectors.reshape(k * SMALL_AGENTS, -1))
+        self._large.observe(self._large_vectors)
+        small = self._small.features().reshape(k, SMALL_AGENTS, small_size)
+        large = self._large.features()
+        self._obs[:, :SMALL_AGENTS, :small_size] = small
+        self._obs[:, SMALL_AGENTS, :large_size] = large
+        self._team[:, 0, : SMALL_AGENTS * small_size] = small.reshape(k, -1)
+        self._team[:, 0, SMALL_AGENTS * small_size :] = large
+        self._team[:, 1:] = self._team[:, :1]
+        self._valid[:] = self._episode_valid
+        np.copyto(self._valid, self._only_sleep, where=self.busy()[..., None])
+        return self._outputs
 
-    @staticmethod
-    def _padded_mask(mask) -> np.ndarray:
-        valid = np.zeros(NUM_ACTIONS, np.float32)
-        valid[: len(mask)] = mask
-        valid.flags.writeable = False
-        return valid
+    def _store_vectors(self, env: int, obs: dict[str, np.ndarray]) -> None:
+        for i, agent in enumerate(cc4.AGENTS[:SMALL_AGENTS]):
+            self._small_vectors[env, i] = obs[agent]
+        self._large_vectors[env] = obs[cc4.AGENTS[SMALL_AGENTS]]
 
-    def _recover_from_fault(self, what: str, exc_info: bool = False):
-        """End the episode, rebuild the backend and carry on; the episode is counted as a fault."""
+    def _start_episode(self, env: int, seed: int | None = None) -> None:
+        obs, info = self._backends[env].reset(seed=seed)
+        self._small.reset(slice(SMALL_AGENTS * env, SMALL_AGENTS * (env + 1)))
+        self._large.reset(env)
+        self._phase_rewards[env] = 0.0
+        # CybORG computes the masks at reset only (which hosts exist): pad them once per episode
+        self._episode_valid[env] = 0.0
+        for i, agent in enumerate(cc4.AGENTS):
+            mask = info[agent]["action_mask"]
+            self._episode_valid[env, i, : len(mask)] = mask
+        self._store_vectors(env, obs)
+
+    def _recover_from_fault(self, env: int, what: str, truncated: np.ndarray, infos: list[dict], exc_info=False):
+        """End env's episode as truncated, rebuild its backend and carry on; the episode is counted as a fault."""
         self._faults += 1
         first = self._faults == 1
         log.error(
@@ -165,18 +201,47 @@ class CC4SampleFactoryEnv(gym.Env):
             "" if first else " (traceback logged for the first fault only)",
             exc_info=exc_info and first,
         )
-        self._backend = self._make_backend()
+        self._backends[env] = self._make_backend()
+        truncated[env] = True
         # a faulted episode's partial return would look like a great episode to SF's best-checkpoint logic:
         # true_objective=None keeps it out of that metric (the fault is counted in cc4/env_fault)
-        infos = [{"episode_extra_stats": {"cc4/env_fault": 1.0}, "true_objective": None} for _ in cc4.AGENTS]
-        n = self.num_agents
-        return self._start_episode(), [0.0] * n, [False] * n, [True] * n, infos
+        for info in infos[AGENTS * env : AGENTS * (env + 1)]:
+            info.update(episode_extra_stats={"cc4/env_fault": 1.0}, true_objective=None)
+        self._start_episode(env)
 
-    def _start_episode(self, seed: int | None = None) -> list[dict[str, np.ndarray]]:
-        obs, info = self._backend.reset(seed=seed)
-        for memory in self._memory.values():
-            memory.reset()
-        self._episode = EpisodeStats()
-        # CybORG computes the masks at reset only (which hosts exist): pad them once per episode
-        self._valid = {agent: self._padded_mask(info[agent]["action_mask"]) for agent in cc4.AGENTS}
-        return self._encode(obs)
+
+class CC4SampleFactoryEnv(gym.Env):
+    """One CC4 env as Sample Factory's non-batched multi-agent env (lists of per-agent dicts): a
+    `CC4VectorEnv` of one env, read row by row."""
+
+    is_multiagent = True
+    num_agents = AGENTS
+
+    def __init__(
+        self,
+        make_backend: Callable[[], CC4Env],
+        step_timeout_s: float,
+        host_memory: bool = True,
+        render_mode: str | None = None,
+    ):
+        self._vector = CC4VectorEnv(make_backend, 1, step_timeout_s, host_memory, render_mode)
+        self.observation_space = self._vector.observation_space
+        self.action_space = self._vector.action_space
+        self.render_mode = render_mode
+
+    def reset(self, seed: int | None = None, options: dict | None = None):
+        obs, infos = self._vector.reset(seed=seed)
+        return self._rows(obs), infos
+
+    def step(self, actions):
+        obs, rewards, terminated, truncated, infos = self._vector.step(actions)
+        return self._rows(obs), rewards.tolist(), terminated.tolist(), truncated.tolist(), infos
+
+    def close(self) -> None:
+        self._vector.close()
+
+    @staticmethod
+    def _rows(obs: dict[str, np.ndarray]) -> list[dict[str, np.ndarray]]:
+        """Per-agent views of a copy: the vector env rewrites its arrays in place at the next step."""
+        obs = {key: value.copy() for key, value in obs.items()}
+        return [{key: value[i] for key, value in obs.items()} for i in range(AGENTS)]

@@ -10,7 +10,7 @@ from sample_factory.envs.env_utils import register_env
 from sample_factory.utils.utils import str2bool
 
 from cage_sf import sf_compat
-from cage_sf.adapter import CC4SampleFactoryEnv
+from cage_sf.adapter import CC4SampleFactoryEnv, CC4VectorEnv
 from cage_sf.backends import BACKENDS, make_backend
 from cage_sf.gc_tuning import tune_garbage_collector
 
@@ -37,11 +37,23 @@ def add_cc4_env_args(parser: argparse.ArgumentParser) -> None:
         type=str2bool,
         help="per-host memory features (flag traces, counts since Restore, decoys); False zeroes them (an ablation)",
     )
+    group.add_argument(
+        "--vector_size",
+        default=1,
+        type=int,
+        help="with batched_sampling: CC4 envs stepped together as one Sample Factory env (5 agents each)",
+    )
 
 
-def make_cc4_env(full_env_name: str, cfg, env_config=None, render_mode: str | None = None) -> CC4SampleFactoryEnv:
+def make_cc4_env(
+    full_env_name: str, cfg, env_config=None, render_mode: str | None = None
+) -> CC4VectorEnv | CC4SampleFactoryEnv:
+    """Batched sampling gets `vector_size` envs as arrays, non-batched sampling one env as per-agent dicts."""
     backend = functools.partial(make_backend, cfg.backend, steps=cfg.episode_steps)
-    env = CC4SampleFactoryEnv(backend, cfg.step_timeout_s, cfg.host_memory, render_mode)
+    if cfg.batched_sampling:
+        env = CC4VectorEnv(backend, cfg.vector_size, cfg.step_timeout_s, cfg.host_memory, render_mode)
+    else:
+        env = CC4SampleFactoryEnv(backend, cfg.step_timeout_s, cfg.host_memory, render_mode)
     tune_garbage_collector()
     return env
 

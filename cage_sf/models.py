@@ -5,6 +5,9 @@ MLP over their own features (CC4 vector + memory) and their own value MLP over t
 (the reward is the team's; the exported agent needs only the actor); every sample is routed by its
 `agent_type` observation. Masked logits are a large finite negative number, so sampling, the learner's
 log-probs, entropy and KL all agree.
+
+The four small-subnet agents of one env step share the team input, so each critic runs once per distinct
+input row (exactly the same values and gradients, about half the critics' cost at training and inference).
 """
 
 from __future__ import annotations
@@ -70,7 +73,8 @@ class CC4ActorCritic(ActorCritic):
 
         values = core_output.new_zeros(core_output.shape[0])
         for kind, idx in enumerate(rows):
-            values[idx] = self.critics[kind](team[idx]).squeeze(1)
+            distinct, copy_of = torch.unique(team[idx], dim=0, return_inverse=True)
+            values[idx] = self.critics[kind](distinct).squeeze(1)[copy_of]
         result = TensorDict(values=values.squeeze())
         if values_only:
             return result

@@ -13,10 +13,13 @@ import netrc
 import os
 import time
 
+import numpy as np
 import torch
 from sample_factory.algo.learning.learner import Learner
 from sample_factory.algo.runners import runner as runner_module
 from sample_factory.algo.runners.runner import Runner
+from sample_factory.algo.sampling.batched_sampling import BatchedVectorEnvRunner
+from sample_factory.algo.utils.misc import EPISODIC
 from sample_factory.algo.utils.torch_utils import masked_select
 from sample_factory.utils import wandb_utils
 from sample_factory.utils.utils import log as sf_log
@@ -40,6 +43,7 @@ def apply() -> None:
     Learner._prepare_batch = _keep_vtrace_bootstrap(Learner._prepare_batch)
     Learner._calculate_losses = _vtrace_from_bootstrap(Learner._calculate_losses)
     Runner._update_stats_and_print_report = _stop_after_train_for_seconds(Runner._update_stats_and_print_report)
+    BatchedVectorEnvRunner._process_env_step = _report_episode_infos(BatchedVectorEnvRunner._process_env_step)
     _log_through_sf()
     _applied = True
 
@@ -231,5 +235,35 @@ def _stop_after_train_for_seconds(update_stats):
         if not self.stopped and self._should_end_training():
             log.info("Stopping: reached train_for_seconds=%s", self.cfg.train_for_seconds)
             self._stop_training()
+
+    return wrapper
+
+
+def _report_episode_infos(process_env_step):
+    """SF 2.1.1's batched sampler reads an episode's statistics only from infos given as one dict of tensors; from
+    a list of per-agent info dicts (a TODO in its code) it drops `episode_extra_stats` and `true_objective`, which
+    the non-batched sampler reports: training on a vector env would lose cc4/eval_return and the best-checkpoint
+    metric. Report them for the agents whose episode just ended, as the non-batched sampler does (a missing
+    `true_objective` means the episode's reward; None keeps the episode out of that statistic)."""
+
+    @functools.wraps(process_env_step)
+    def wrapper(self, rewards, dones_orig, infos):
+        reports = process_env_step(self, rewards, dones_orig, infos)
+        if not reports or not isinstance(infos, (list, tuple)):
+            return reports
+        stats = reports[0][EPISODIC]
+        finished = dones_orig.cpu().nonzero(as_tuple=True)[0].tolist()
+        extra: dict[str, list[float]] = {}
+        objectives = []
+        for agent, episode_reward in zip(finished, stats["reward"], strict=True):
+            info = infos[agent]
+            for key, value in info.get("episode_extra_stats", {}).items():
+                extra.setdefault(key, []).append(value)
+            if (objective := info.get("true_objective", episode_reward)) is not None:
+                objectives.append(objective)
+        stats["episode_extra_stats"] = {key: np.asarray(values) for key, values in extra.items()}
+        if objectives:
+            stats["true_objective"] = np.asarray(objectives)
+        return reports
 
     return wrapper

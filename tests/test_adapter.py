@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from cage_sf import cc4
-from cage_sf.adapter import FEATURES, CC4SampleFactoryEnv
+from cage_sf.adapter import FEATURES, CC4SampleFactoryEnv, CC4VectorEnv
 from cage_sf.backends import make_backend
 from cage_sf.backends.synthetic import SyntheticBackend
 
@@ -85,18 +85,69 @@ def test_busy_agents_stay_active_limited_to_sleep_and_submit_nothing():
     assert busy_features[4][:2] == [0.0, 0.0]
 
 
+def random_valid_actions(valid_actions: np.ndarray, rng) -> np.ndarray:
+    return np.argmax(rng.random(valid_actions.shape) * valid_actions, axis=1)
+
+
 @pytest.mark.parametrize("backend", ["sim", pytest.param("cyborg", marks=pytest.mark.cyborg)])
 def test_busy_tracking_agrees_with_the_backend(backend):
     """The adapter (and the exported agent: the same memory) decide who is busy from durations alone."""
-    env = CC4SampleFactoryEnv(lambda: make_backend(backend, seed=3), step_timeout_s=60)
+    env = CC4VectorEnv(lambda: make_backend(backend, seed=3), num_envs=2, step_timeout_s=60)
     obs, _ = env.reset(seed=3)
     rng, busy_steps = np.random.default_rng(3), 0
-    for _ in range(120 if backend == "cyborg" else 1200):
-        obs, *_ = env.step([int(rng.choice(np.flatnonzero(o["valid_actions"]))) for o in obs])
-        ours = {a for a, o in zip(cc4.AGENTS, obs, strict=True) if o["valid_actions"].sum() == 1}
-        assert ours == env._backend.busy_agents()
-        busy_steps += len(ours)
+    for _ in range(60 if backend == "cyborg" else 600):
+        obs, *_ = env.step(random_valid_actions(obs["valid_actions"], rng))
+        only_sleep = obs["valid_actions"].sum(axis=1).reshape(2, 5) == 1
+        for busy, backend_env in zip(only_sleep, env._backends, strict=True):
+            assert {a for a, b in zip(cc4.AGENTS, busy, strict=True) if b} == backend_env.busy_agents()
+        busy_steps += only_sleep.sum()
     assert busy_steps > 100
+
+
+def test_a_vector_of_envs_steps_each_as_a_single_env_would():
+    """Batched sampling's env (K envs, arrays) against K non-batched envs on the same seeds and actions,
+    across episode ends: the same observations, rewards, dones and episode statistics, row for row."""
+    k, steps = 3, 40
+
+    def backend():
+        return make_backend("sim", steps=steps)
+
+    vector = CC4VectorEnv(backend, num_envs=k, step_timeout_s=60)
+    singles = [CC4SampleFactoryEnv(backend, step_timeout_s=60) for _ in range(k)]
+    obs, _ = vector.reset(seed=5)
+    single_obs = [env.reset(seed=5 * k + i)[0] for i, env in enumerate(singles)]
+    rng, episode_ends = np.random.default_rng(0), 0
+    for _ in range(2 * steps + 5):
+        for key, value in obs.items():
+            assert np.array_equal(value, np.stack([o[key] for env_obs in single_obs for o in env_obs]))
+        actions = random_valid_actions(obs["valid_actions"], rng)
+        obs, rewards, terminated, truncated, infos = vector.step(actions)
+        results = [env.step(actions[5 * i : 5 * i + 5]) for i, env in enumerate(singles)]
+        single_obs = [r[0] for r in results]
+        assert rewards.tolist() == [x for r in results for x in r[1]]
+        assert terminated.tolist() == [x for r in results for x in r[2]]
+        assert truncated.tolist() == [x for r in results for x in r[3]]
+        assert infos == [x for r in results for x in r[4]]
+        episode_ends += sum("episode_extra_stats" in info for info in infos)
+    assert episode_ends == 2 * 5 * k
+
+
+def test_a_fault_ends_only_that_envs_episode():
+    backends = []
+
+    def factory():
+        backends.append(RecordingBackend(fail_at=2 if len(backends) == 1 else None))
+        return backends[-1]
+
+    env = CC4VectorEnv(factory, num_envs=3, step_timeout_s=5)
+    env.reset(seed=0)
+    env.step(np.tile(SLEEP, 3))
+    obs, rewards, terminated, truncated, infos = env.step(np.tile(SLEEP, 3))
+    assert truncated.tolist() == [False] * 5 + [True] * 5 + [False] * 5 and not terminated.any()
+    assert [info.get("true_objective", "-") for info in infos[::5]] == ["-", None, "-"]
+    assert len(backends) == 4 and env.observation_space.contains({key: v[5] for key, v in obs.items()})
+    env.step(np.tile(SLEEP, 3))
+    assert [len(b.submitted) for b in backends] == [3, 2, 3, 1]
 
 
 def test_padding_actions_become_sleep():

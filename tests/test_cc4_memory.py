@@ -8,7 +8,7 @@ from cage_sf.submission_template.cc4_memory import (
     AGENT_FEATURES,
     HOST_FEATURES,
     TRACE_DECAY,
-    AgentMemory,
+    AgentMemories,
     feature_size,
 )
 
@@ -23,6 +23,29 @@ def vector(process=(), connection=()):
     for slot in connection:
         v[SMALL["connection_flags"][slot]] = 1
     return v
+
+
+class OneAgent:
+    """One row of `AgentMemories`, read and driven as a single agent."""
+
+    def __init__(self, layout=SMALL):
+        self.rows = AgentMemories(layout)
+
+    def observe(self, vector):
+        self.rows.observe(vector[None])
+
+    def act(self, action, valid):
+        self.rows.act(np.array([action]), np.array([valid]), np.array([True]))
+
+    @property
+    def busy(self):
+        return bool(self.rows.busy[0])
+
+    def features(self):
+        return self.rows.features()[0]
+
+    def reset(self):
+        self.rows.reset()
 
 
 def hosts(memory):
@@ -41,7 +64,7 @@ def test_layout_matches_the_observation_and_action_tables():
 
 
 def test_flags_leave_a_decaying_trace_and_are_counted_until_a_restore():
-    memory = AgentMemory(SMALL)
+    memory = OneAgent()
     memory.observe(vector(process=[3], connection=[5]))
     assert hosts(memory)[3, 0] == 1 and hosts(memory)[5, 1] == 1 and hosts(memory)[3, 2] == 0.25
     memory.act(SMALL["sleep"], True)
@@ -61,7 +84,7 @@ def test_flags_leave_a_decaying_trace_and_are_counted_until_a_restore():
 
 
 def test_busy_for_the_action_duration_with_the_command_in_flight():
-    memory = AgentMemory(SMALL)
+    memory = OneAgent()
     memory.observe(vector())
     memory.act(17, True)  # Remove slot 0: 3 steps
     seen = []
@@ -77,7 +100,7 @@ def test_busy_for_the_action_duration_with_the_command_in_flight():
 
 
 def test_reset_forgets_the_episode():
-    memory = AgentMemory(SMALL)
+    memory = OneAgent()
     memory.observe(vector(process=[1]))
     memory.act(33, True)
     memory.reset()
@@ -87,7 +110,7 @@ def test_reset_forgets_the_episode():
 
 
 def test_without_host_memory_only_the_vector_and_the_agent_features_remain():
-    memory = AgentMemory(cc4.agent_layout(cc4.SMALL, host_memory=False))
+    memory = OneAgent(cc4.agent_layout(cc4.SMALL, host_memory=False))
     memory.observe(vector(process=[2]))
     memory.act(33 + 2, True)
     memory.observe(vector())

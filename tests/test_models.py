@@ -92,3 +92,29 @@ def test_a_busy_agent_sleeps_with_probability_one_and_no_policy_gradient(env, mo
     (log_prob[busy].sum() + entropy[busy].sum()).backward()
     assert all(p.grad is None or not p.grad.any() for p in model.actors.parameters())
     assert torch.isfinite(result["values"]).all()
+
+
+def test_critics_run_once_per_distinct_team_row_with_the_same_values_and_gradients(env, model):
+    """The small agents of one env step share their team row; computing each distinct row once must give
+    exactly what computing every row gives, and the same gradients."""
+    env.reset(seed=0)
+    rows = [o for _ in range(3) for o in env.step([cc4.sleep_action(cc4.agent_type(a)) for a in cc4.AGENTS])[0]]
+    obs = {k: torch.as_tensor(np.stack([r[k] for r in rows])) for k in rows[0]}
+    team = obs["team"]
+    calls = []
+    hook = model.critics[cc4.SMALL].register_forward_hook(lambda m, args, out: calls.append(args[0].shape[0]))
+    values = model(obs, torch.zeros(team.shape[0], 2), values_only=True)["values"]
+    hook.remove()
+    small = obs["agent_type"][:, 0] < 0.5
+    assert calls == [3]  # 12 small-agent rows over 3 env steps: 3 distinct team rows
+    kinds = obs["agent_type"][:, 0].long()
+    each_row = torch.stack([model.critics[k](row[None])[0, 0] for k, row in zip(kinds, team, strict=True)])
+    assert torch.allclose(values, each_row, atol=1e-6)
+
+    model.zero_grad()
+    values.sum().backward()
+    deduplicated = [p.grad.clone() for p in model.critics[cc4.SMALL].parameters()]
+    model.zero_grad()
+    each_row[small].sum().backward()
+    for ours, reference in zip(deduplicated, model.critics[cc4.SMALL].parameters(), strict=True):
+        assert torch.allclose(ours, reference.grad, atol=1e-5)

@@ -183,3 +183,32 @@ def test_vtrace_learner_bootstraps_from_its_value_of_the_next_state(tmp_path):
         )
         _, target = events[end - 1]  # the last value loss computed for this minibatch is the one SF trains on
         assert target.tolist() == pytest.approx(expected[indices].tolist(), abs=1e-5)
+
+
+def test_batched_sampling_reports_episode_stats_from_per_agent_infos():
+    """SF's batched sampler keeps only `reward`/`len` from a list of infos; the fix adds `episode_extra_stats` and
+    `true_objective` of the agents whose episode ended (None: left out), as the non-batched sampler does."""
+    from types import SimpleNamespace
+
+    from sample_factory.algo.sampling.batched_sampling import BatchedVectorEnvRunner
+    from sample_factory.algo.utils.misc import EPISODIC
+
+    runner = object.__new__(BatchedVectorEnvRunner)
+    runner.cfg = SimpleNamespace(summaries_use_frameskip=False)
+    runner.env_info = SimpleNamespace(frameskip=1)
+    runner.vec_env = SimpleNamespace(num_agents=3)
+    runner.policy_id = 0
+    runner.curr_episode_reward = torch.tensor([1.0, 2.0, 3.0])
+    runner.curr_episode_len = torch.zeros(3, dtype=torch.int32)
+    runner.min_raw_rewards = torch.zeros(3)
+    runner.max_raw_rewards = torch.zeros(3)
+    infos = [
+        {"episode_extra_stats": {"cc4/eval_return": -7.0}, "true_objective": -7.0},
+        {"episode_extra_stats": {"cc4/env_fault": 1.0}, "true_objective": None},
+        {},
+    ]
+    reports = runner._process_env_step(torch.zeros(3), torch.tensor([True, True, False]), infos)
+    stats = reports[0][EPISODIC]
+    assert stats["episode_extra_stats"]["cc4/eval_return"].tolist() == [-7.0]
+    assert stats["episode_extra_stats"]["cc4/env_fault"].tolist() == [1.0]
+    assert stats["true_objective"].tolist() == [-7.0]  # the faulted episode is left out

@@ -1,7 +1,7 @@
 """A cage-sf policy as CybORG CC4 blue agents. Needs only torch and numpy (shipped inside a submission).
 
-Reproduces training exactly: each agent keeps the memory training kept (`cc4_memory.AgentMemory`, the same
-file), the agent type picks the network over those features, invalid actions (the wrapper's action mask)
+Reproduces training exactly: each agent keeps the memory training kept (`cc4_memory.AgentMemories`, the same
+file, one row), the agent type picks the network over those features, invalid actions (the wrapper's action mask)
 are masked. CybORG drops an action submitted while the agent is still busy and still charges a Restore, so
 an agent submits Sleep until its in-flight action has finished, as in training.
 """
@@ -92,7 +92,7 @@ class CC4Agent:
         self.kind = int(name == "blue_agent_4")
         self.greedy = policy.config["greedy"] if greedy is None else greedy
         layout = policy.config["layouts"][self.kind]
-        self.memory = cc4_memory.AgentMemory(layout)
+        self.memory = cc4_memory.AgentMemories(layout)
         self.sleep = layout["sleep"]
         self.env = None
         self._calls = 0
@@ -104,17 +104,17 @@ class CC4Agent:
         if episode_step(self.env, self._calls) == 0:
             self.memory.reset()  # a new episode
         self._calls += 1
-        self.memory.observe(observation)
-        if self.memory.busy:
+        self.memory.observe(np.asarray(observation)[None])
+        if self.memory.busy[0]:
             return self.sleep
         if mask is None:
             mask = self.env.action_mask(self.name) if self.env is not None else [True] * len(self.memory.durations)
-        logits = self.policy.logits(self.memory.features(), self.kind, mask)
+        logits = self.policy.logits(self.memory.features()[0], self.kind, mask)
         if self.greedy:
             action = int(torch.argmax(logits))
         else:
             action = int(torch.distributions.Categorical(logits=logits).sample())
-        self.memory.act(action, bool(mask[action]))
+        self.memory.act(np.array([action]), np.array([bool(mask[action])]), np.array([True]))
         return action
 
 
