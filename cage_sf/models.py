@@ -7,7 +7,9 @@ MLP over their own features (CC4 vector + memory) and their own value MLP over t
 log-probs, entropy and KL all agree.
 
 The four small-subnet agents of one env step share the team input, so each critic runs once per distinct
-input row (exactly the same values and gradients, about half the critics' cost at training and inference).
+input row (exactly the same values and gradients, about a fifth less of the learner's cost). With V-trace the
+inference worker's call (`forward` without `values_only`) runs no critic at all: the learner recomputes every
+value it uses (sf_compat), and the critics are most of the model's cost.
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ class CC4ActorCritic(ActorCritic):
                 "the CC4 model is feed-forward with a separate value network: "
                 "set actor_critic_share_weights=False and use_rnn=False"
             )
+        self.values_at_inference = not cfg.with_vtrace  # GAE reads the values the inference worker stored
         hidden = list(cfg.encoder_mlp_layers)
         kinds = (cc4.SMALL, cc4.LARGE)
         self.actors = nn.ModuleList(mlp(FEATURES[k], hidden, cc4.NUM_ACTIONS[k], cfg) for k in kinds)
@@ -67,15 +70,18 @@ class CC4ActorCritic(ActorCritic):
     def forward_core(self, head_output: Tensor, rnn_states: Tensor) -> tuple[Tensor, Tensor]:
         return head_output, rnn_states
 
-    def forward_tail(self, core_output: Tensor, values_only: bool, sample_actions: bool) -> TensorDict:
+    def forward_tail(
+        self, core_output: Tensor, values_only: bool, sample_actions: bool, values: bool = True
+    ) -> TensorDict:
+        """`values=False` leaves the values at 0 (the inference worker's call under V-trace)."""
         obs, team, agent_type, valid = torch.split(core_output, [OBS_SIZE, TEAM_SIZE, 1, NUM_ACTIONS], dim=1)
         rows = [torch.nonzero(agent_type[:, 0] < 0.5).squeeze(1), torch.nonzero(agent_type[:, 0] >= 0.5).squeeze(1)]
 
-        values = core_output.new_zeros(core_output.shape[0])
-        for kind, idx in enumerate(rows):
+        value = core_output.new_zeros(core_output.shape[0])
+        for kind, idx in enumerate(rows if values or values_only else ()):
             distinct, copy_of = torch.unique(team[idx], dim=0, return_inverse=True)
-            values[idx] = self.critics[kind](distinct).squeeze(1)[copy_of]
-        result = TensorDict(values=values.squeeze())
+            value[idx] = self.critics[kind](distinct).squeeze(1)[copy_of]
+        result = TensorDict(values=value.squeeze())
         if values_only:
             return result
 
@@ -93,7 +99,7 @@ class CC4ActorCritic(ActorCritic):
         self, normalized_obs_dict: dict[str, Tensor], rnn_states: Tensor, values_only: bool = False
     ) -> TensorDict:
         x, new_rnn_states = self.forward_core(self.forward_head(normalized_obs_dict), rnn_states)
-        result = self.forward_tail(x, values_only, sample_actions=True)
+        result = self.forward_tail(x, values_only, sample_actions=True, values=self.values_at_inference)
         result["new_rnn_states"] = new_rnn_states
         return result
 

@@ -123,14 +123,19 @@ def load_checkpoint(checkpoints: list[str], device) -> dict | None:
 
 def _record_summaries_with_vtrace(record_summaries):
     """With V-trace the minibatch has no `advantages` (they are computed per minibatch as `adv`); SF's summary
-    code reads `mb.advantages`, the learner dies at its first summary and the run hangs at 0 FPS."""
+    code reads `mb.advantages`, the learner dies at its first summary and the run hangs at 0 FPS. Its
+    `value_delta` compares with the inference worker's values, which under V-trace are not computed: dropped."""
 
     @functools.wraps(record_summaries)
     def wrapper(self, train_loop_vars):
         mb = train_loop_vars.mb
         if "advantages" not in mb.keys():
             mb["advantages"] = train_loop_vars.adv
-        return record_summaries(self, train_loop_vars)
+        stats = record_summaries(self, train_loop_vars)
+        if stats is not None and self.cfg.with_vtrace:  # |V - V at inference|: no values at inference (models.py)
+            stats.pop("value_delta", None)
+            stats.pop("value_delta_max", None)
+        return stats
 
     return wrapper
 
@@ -195,7 +200,9 @@ def _vtrace_from_bootstrap(calculate_losses):
 
     Runs SF's `_calculate_losses` (model forward, ratios, exploration and KL losses, summaries, timing), then
     redoes what depends on the V-trace exactly as SF 2.1.1's code does (advantage normalisation over valid
-    samples, `_policy_loss`, `_value_loss`) with one difference: `vtrace` starts from the learner's V(x_T).
+    samples, `_policy_loss`, `_value_loss`) with one difference: `vtrace` starts from the learner's V(x_T). The value
+    loss is not clipped (`ppo_clip_value` is ignored): clipping reads the values the inference worker stored, and
+    under V-trace it stores none (cage_sf.models).
     The discarded first pass costs one extra V-trace loop per minibatch (about a millisecond)."""
 
     @functools.wraps(calculate_losses)
@@ -217,7 +224,7 @@ def _vtrace_from_bootstrap(calculate_losses):
         with self.timing.add_time("losses"):
             low, high = summaries["clip_ratio_low"], summaries["clip_ratio_high"]
             policy_loss = self._policy_loss(ratio, adv, low, high, valids, num_invalids)
-            value_loss = self._value_loss(values, mb["values"], targets, cfg.ppo_clip_value, valids, num_invalids)
+            value_loss = self._value_loss(values, values.detach(), targets, cfg.ppo_clip_value, valids, num_invalids)
         summaries.update(adv=adv, adv_std=adv_std, adv_mean=adv_mean)
         return action_distribution, policy_loss, exploration_loss, kl_old, kl_loss, value_loss, summaries
 

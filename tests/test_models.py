@@ -66,15 +66,32 @@ def test_each_agent_type_uses_only_its_own_networks(env, model):
     rnn = torch.zeros(obs["obs"].shape[0], 2)
     small = obs["agent_type"][:, 0] == 0
     with torch.no_grad():
-        before = model(obs, rnn)
+        before, values_before = model(obs, rnn), model(obs, rnn, values_only=True)["values"]
         for p in model.actors[cc4.LARGE].parameters():
             p.add_(1.0)
         for p in model.critics[cc4.LARGE].parameters():
             p.add_(1.0)
-        after = model(obs, rnn)
+        after, values_after = model(obs, rnn), model(obs, rnn, values_only=True)["values"]
     assert torch.equal(before["action_logits"][small], after["action_logits"][small])
-    assert torch.equal(before["values"][small], after["values"][small])
-    assert not torch.equal(before["values"][~small], after["values"][~small])
+    assert torch.equal(values_before[small], values_after[small])
+    assert not torch.equal(values_before[~small], values_after[~small])
+
+
+@pytest.mark.parametrize("vtrace", [True, False])
+def test_the_inference_call_runs_the_critics_only_without_vtrace(env, vtrace):
+    """Under V-trace the learner recomputes every value it uses, so acting needs no critic (most of the cost);
+    GAE reads the values stored at inference, so without V-trace they are computed."""
+    cfg = resolve_config("smoke", ["--backend=synthetic", f"--with_vtrace={vtrace}"])
+    model = CC4ActorCritic(env.observation_space, env.action_space, cfg)
+    obs = batch(env, episodes=1)
+    calls = []
+    for critic in model.critics:
+        critic.register_forward_hook(lambda m, args, out: calls.append(args[0].shape[0]))
+    with torch.no_grad():
+        acted = model(obs, torch.zeros(5, 2))
+        assert bool(calls) == (not vtrace) and acted["actions"].shape == (5,)
+        assert (acted["values"] != 0).all() == (not vtrace)
+        assert (model(obs, torch.zeros(5, 2), values_only=True)["values"] != 0).all()
 
 
 def test_a_busy_agent_sleeps_with_probability_one_and_no_policy_gradient(env, model):
