@@ -1,18 +1,20 @@
-"""Training throughput against a baseline, both measured in one run on the same machine.
+"""Training throughput on the batched path against the non-batched path and the raw env, in one run.
 
+    python bench/train_throughput.py --backend=sim --workers=2 --seconds=120
     python bench/train_throughput.py --backend=cyborg --workers=2 --seconds=120
-    python bench/train_throughput.py --backend=sim --baseline=synthetic --workers=2 --seconds=60
-    python bench/train_throughput.py --backend=cyborg --num_envs_per_worker=2   # other args: training overrides
+    python bench/train_throughput.py --backend=sim --vector_size=32   # other args: overrides of both trainings
 
-train: Sample Factory trains (preset, `--num_workers=workers`) for `seconds`; its steady-state rate is read
-from the run's own frame counter (start-up excluded). Baselines:
-  raw        `workers` processes step the backend with uniformly random valid actions: how much of the
-             env's own speed training keeps. Training's env factory tunes the garbage collector, which makes
-             CybORG itself faster; --raw_gc_tuned gives the raw processes the same settings, so the ratio
-             then shows the pipeline's own overhead alone;
-  synthetic  the same training on the synthetic env (CC4's shapes, near-zero cost): how close training
-             on this backend comes to Sample Factory's own ceiling on this machine.
-All rates count agent steps (5 per env step). The last line printed is one JSON object.
+Three measurements on the same cores, one after the other:
+  train        Sample Factory trains the preset (batched sampling over vectors of CC4 envs) with
+               `--num_workers=workers` for `seconds`; the steady-state rate is read from the run's own frame
+               counter (start-up excluded);
+  nonbatched   the same with non-batched sampling, one CC4 env per SF env, 4 per worker (the path before
+               batched sampling);
+  raw          `workers` processes step the backend with uniformly random valid actions: the env's own speed.
+               Training's env factory tunes the garbage collector, which makes CybORG itself faster;
+               --raw_gc_tuned gives the raw processes the same settings.
+speedup = train / nonbatched; ratio = train / raw. All rates count agent steps (5 per env step). The last line
+printed is one JSON object.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from stepping import env_steps_in
 
 REPO = Path(__file__).resolve().parent.parent
 AGENTS_PER_ENV = 5
+NONBATCHED = ["--batched_sampling=False", "--num_envs_per_worker=4"]
 
 
 def raw_agent_steps_per_s(backend: str, workers: int, seconds: float, tuned_gc: bool) -> float:
@@ -71,11 +74,10 @@ def train_agent_steps_per_s(backend: str, workers: int, seconds: float, preset: 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--backend", default="cyborg", choices=["cyborg", "sim", "synthetic"])
+    parser.add_argument("--backend", default="sim", choices=["cyborg", "sim", "synthetic"])
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--seconds", type=float, default=120)
     parser.add_argument("--preset", default="impala-seed")
-    parser.add_argument("--baseline", default="raw", choices=["raw", "synthetic"])
     parser.add_argument(
         "--raw_gc_tuned",
         action="store_true",
@@ -83,22 +85,23 @@ def main() -> None:
     )
     args, overrides = parser.parse_known_args()  # the rest (--name=value) goes to both trainings as overrides
 
-    if args.baseline == "raw":
-        print(f"raw: {args.workers} processes stepping {args.backend} for {args.seconds:.0f}s ...", flush=True)
-        baseline = raw_agent_steps_per_s(args.backend, args.workers, args.seconds, args.raw_gc_tuned)
-    else:
-        print(f"synthetic: training, {args.workers} workers, {args.seconds:.0f}s ...", flush=True)
-        baseline = train_agent_steps_per_s("synthetic", args.workers, args.seconds, args.preset, overrides)
-    print(f"{args.baseline}: {baseline:.1f} agent-steps/s", flush=True)
-    print(f"train: {args.backend}, preset {args.preset}, {args.workers} workers, {args.seconds:.0f}s ...", flush=True)
-    trained = train_agent_steps_per_s(args.backend, args.workers, args.seconds, args.preset, overrides)
-    print(f"train: {trained:.1f} agent-steps/s", flush=True)
-    baseline_key = "raw_agent_steps_per_s" if args.baseline == "raw" else "synthetic_train_agent_steps_per_s"
+    def train(label: str, extra: list[str]) -> float:
+        print(f"{label}: {args.backend}, preset {args.preset}, {args.workers} workers, {args.seconds:.0f}s ...")
+        rate = train_agent_steps_per_s(args.backend, args.workers, args.seconds, args.preset, overrides + extra)
+        print(f"{label}: {rate:.1f} agent-steps/s", flush=True)
+        return rate
+
+    trained = train("train (batched)", [])
+    nonbatched = train("train (non-batched)", NONBATCHED)
+    print(f"raw: {args.workers} processes stepping {args.backend} for {args.seconds:.0f}s ...", flush=True)
+    raw = raw_agent_steps_per_s(args.backend, args.workers, args.seconds, args.raw_gc_tuned)
+    print(f"raw: {raw:.1f} agent-steps/s", flush=True)
     print(json.dumps({
         "backend": args.backend, "workers": args.workers, "seconds": args.seconds, "preset": args.preset,
         "raw_gc_tuned": args.raw_gc_tuned, "overrides": overrides,
-        "train_agent_steps_per_s": round(trained, 1), baseline_key: round(baseline, 1),
-        "ratio": round(trained / baseline, 3),
+        "train_agent_steps_per_s": round(trained, 1), "nonbatched_agent_steps_per_s": round(nonbatched, 1),
+        "raw_agent_steps_per_s": round(raw, 1),
+        "speedup": round(trained / nonbatched, 3), "ratio": round(trained / raw, 3),
     }))  # fmt: skip
 
 
