@@ -3,19 +3,48 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 from pathlib import Path
 
-from cage_sf.errors import UsageError
+from cage_sf.console import sf_log_muted
+from cage_sf.errors import RunFailure, UsageError
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse's errors as one line on stderr (no usage block), exit 2; subcommands' parsers are this class too."""
+
+    def error(self, message: str):
+        self.exit(2, f"cage-sf: error: {message} (see `{self.prog} --help`)\n")
+
+
+def _count(text: str) -> int:
+    """An argparse type: an integer of at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1 (got {value})")
+    return value
+
+
+def _positive(text: str) -> float:
+    """An argparse type: a number above 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be above 0 (got {text})")
+    return value
 
 
 def _parser() -> argparse.ArgumentParser:
     from cage_sf.presets import available_presets
 
-    parser = argparse.ArgumentParser(
-        prog="cage-sf", description="Train CAGE Challenge 4 blue agents with Sample Factory."
-    )
+    parser = _Parser(prog="cage-sf", description="Train CAGE Challenge 4 blue agents with Sample Factory.")
     commands = parser.add_subparsers(dest="command", required=True)
     train = commands.add_parser(
         "train",
@@ -32,16 +61,16 @@ def _parser() -> argparse.ArgumentParser:
         default="sleep",
         help="sleep, random, random-valid, remove-restore, restore-decoy or module:function (see cage_sf/policies.py)",
     )
-    parity.add_argument("--episodes", type=int, default=100, help="CybORG episodes (about 20 s each)")
-    parity.add_argument("--sim-episodes", type=int, help="simulator episodes (default: 10x --episodes)")
-    parity.add_argument("--margin", type=float, default=350.0, help="TOST equivalence margin for the return")
+    parity.add_argument("--episodes", type=_count, default=100, help="CybORG episodes (about 20 s each)")
+    parity.add_argument("--sim-episodes", type=_count, help="simulator episodes (default: 10x --episodes)")
+    parity.add_argument("--margin", type=_positive, default=350.0, help="TOST equivalence margin for the return")
     parity.add_argument("--out", type=Path, help="JSON report (default: parity_<policy>.json)")
     parity.add_argument(
         "--replicate",
         action="store_true",
         help="re-test the statistics outside 2 SEM on as many fresh episodes of both engines (seeds N..2N-1)",
     )
-    parity.add_argument("--workers", type=int, default=os.cpu_count(), help="parallel episode processes")
+    parity.add_argument("--workers", type=_count, default=os.cpu_count(), help="parallel episode processes")
     parity.add_argument(
         "--cache-dir",
         type=Path,
@@ -64,7 +93,7 @@ def _parser() -> argparse.ArgumentParser:
         help="greedy or sampled actions; auto = whichever scores better on the simulator",
     )
     exporter.add_argument(
-        "--select-episodes", type=int, default=30, help="simulator episodes per candidate when choosing (auto)"
+        "--select-episodes", type=_count, default=30, help="simulator episodes per candidate when choosing (auto)"
     )
     exporter.add_argument("--train_dir", default="runs")
     exporter.add_argument("--name", default="cage-sf")
@@ -73,7 +102,7 @@ def _parser() -> argparse.ArgumentParser:
     exporter.add_argument("--force", action="store_true", help="overwrite a non-empty output")
     evaluator = commands.add_parser("evaluate", help="run an exported submission through the official loop")
     evaluator.add_argument("submission", type=Path, help="an exported directory or submission.zip")
-    evaluator.add_argument("--episodes", type=int, default=100)
+    evaluator.add_argument("--episodes", type=_count, default=100)
     evaluator.add_argument("--seed", type=int, default=None)
     evaluator.add_argument("--backend", default="auto", choices=["auto", "cyborg", "sim"])
     evaluator.add_argument("--out", type=Path, default=Path("evaluation"))
@@ -85,49 +114,56 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """0 on success; a usage error is one line on stderr and exit 2, a failed run one line and exit 1."""
     args = _parser().parse_args(argv)
     try:
-        if args.command == "train":
-            from cage_sf.train import train
-
-            return train(args.preset, args.overrides)
-        if args.command == "parity":
-            from cage_sf.parity import run_parity
-
-            out = args.out or Path(f"parity_{args.policy.replace(':', '_')}.json")
-            sim_episodes = args.sim_episodes or 10 * args.episodes
-            run_parity(
-                args.policy, args.episodes, sim_episodes, args.margin, out, args.workers, args.cache_dir,
-                replication=args.replicate,
-            )  # fmt: skip
-        if args.command == "export":
-            from cage_sf.export import export
-
-            written = export(
-                args.experiment, args.out, train_dir=args.train_dir, checkpoint=args.checkpoint, name=args.name,
-                team=args.team, technique=args.technique, mode=args.mode, select_episodes=args.select_episodes,
-                as_zip=args.zip, force=args.force,
-            )  # fmt: skip
-            print(f"submission written to {written}")
-        if args.command == "evaluate":
-            from cage_sf.evaluate import evaluate
-
-            if args.episodes < 1:
-                raise UsageError(f"--episodes must be at least 1 (got {args.episodes})")
-            evaluate(args.submission, args.episodes, args.seed, args.backend, args.out)
-        if args.command == "plot":
-            from cage_sf.plots import plot_learning_curves
-            from cage_sf.runs import run_dir
-
-            run = run_dir(args.experiment, args.train_dir)
-            print(f"written {plot_learning_curves(run, args.out or run / 'learning_curves.png')}")
-        if args.command == "options":
-            from cage_sf.presets import build_parser
-
-            build_parser().print_help()
+        with contextlib.nullcontext() if args.command == "train" else sf_log_muted():  # only a run shows SF's log
+            return _run(args)
     except UsageError as exc:
         print(f"cage-sf: error: {exc}", file=sys.stderr)
         return 2
+    except RunFailure as exc:
+        print(f"cage-sf: run failed: {exc}", file=sys.stderr)
+        return 1
+
+
+def _run(args: argparse.Namespace) -> int:
+    if args.command == "train":
+        from cage_sf.train import train
+
+        return train(args.preset, args.overrides)
+    if args.command == "parity":
+        from cage_sf.parity import run_parity
+
+        out = args.out or Path(f"parity_{args.policy.replace(':', '_')}.json")
+        sim_episodes = args.sim_episodes or 10 * args.episodes
+        run_parity(
+            args.policy, args.episodes, sim_episodes, args.margin, out, args.workers, args.cache_dir,
+            replication=args.replicate,
+        )  # fmt: skip
+    if args.command == "export":
+        from cage_sf.export import export
+
+        written = export(
+            args.experiment, args.out, train_dir=args.train_dir, checkpoint=args.checkpoint, name=args.name,
+            team=args.team, technique=args.technique, mode=args.mode, select_episodes=args.select_episodes,
+            as_zip=args.zip, force=args.force,
+        )  # fmt: skip
+        print(f"submission written to {written}")
+    if args.command == "evaluate":
+        from cage_sf.evaluate import evaluate
+
+        evaluate(args.submission, args.episodes, args.seed, args.backend, args.out)
+    if args.command == "plot":
+        from cage_sf.plots import plot_learning_curves
+        from cage_sf.runs import run_dir
+
+        run = run_dir(args.experiment, args.train_dir)
+        print(f"written {plot_learning_curves(run, args.out or run / 'learning_curves.png')}")
+    if args.command == "options":
+        from cage_sf.presets import build_parser
+
+        build_parser().print_help()
     return 0
 
 

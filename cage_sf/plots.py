@@ -124,9 +124,10 @@ def plot_learning_curves(
             if tag in scalars:
                 axis.plot(*scalars[tag], label=label)
         axis.set(xlabel="agent steps", title=title)
-        if len(tags) == 3:
+        logged = any(tag in scalars for tag in tags)
+        if len(tags) == 3 and logged:  # an empty legend is a matplotlib warning on stderr
             axis.legend(fontsize=8)
-        if not any(tag in scalars for tag in tags):
+        if not logged:
             axis.text(0.5, 0.5, "not logged yet", ha="center", transform=axis.transAxes)
     fig.suptitle(run_dir.name)
     fig.tight_layout()

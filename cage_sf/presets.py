@@ -7,6 +7,9 @@ Every key and value is checked against Sample Factory's own argument parser befo
 from __future__ import annotations
 
 import argparse
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -65,7 +68,91 @@ def build_parser() -> argparse.ArgumentParser:
     parser, _ = parse_sf_args(["--env=cc4"])
     add_cc4_env_args(parser)
     parser._option_string_actions["--device"].choices = ["auto", "gpu", "cpu"]
+    parser.add_argument_group("cage-sf").add_argument(
+        "--stall_timeout_s",
+        default=120.0,
+        type=float,
+        help="a run that collects no frames for this long (start-up included) stops with an error",
+    )
     return parser
+
+
+@dataclass(frozen=True)
+class Domain:
+    """An interval of valid values: [low, high], either end open."""
+
+    low: float
+    high: float = math.inf
+    low_open: bool = False
+    high_open: bool = False
+
+    def __contains__(self, value: float) -> bool:
+        above = value > self.low if self.low_open else value >= self.low
+        below = value < self.high if self.high_open else value <= self.high
+        return above and below
+
+    def __str__(self) -> str:
+        if self.high == math.inf:
+            return f"{'>' if self.low_open else '>='} {self.low:g}"
+        return f"in {'(' if self.low_open else '['}{self.low:g}, {self.high:g}{')' if self.high_open else ']'}"
+
+
+POSITIVE = Domain(0, low_open=True)
+NON_NEGATIVE = Domain(0)
+AT_LEAST_ONE = Domain(1)
+PROBABILITY = Domain(0, 1)
+
+# Values Sample Factory's parser accepts but a run cannot work with: refused before the run starts.
+DOMAINS: dict[str, Domain] = {
+    **dict.fromkeys(
+        ("learning_rate", "adam_eps", "reward_scale", "reward_clip", "ppo_clip_ratio", "ppo_clip_value", "vtrace_rho",
+         "vtrace_c", "train_for_env_steps", "train_for_seconds", "save_every_sec", "save_best_every_sec",
+         "experiment_summaries_interval", "heartbeat_interval", "step_timeout_s", "stall_timeout_s"),
+        POSITIVE,
+    ),
+    **dict.fromkeys(("max_grad_norm", "exploration_loss_coeff", "value_loss_coeff", "save_best_after"), NON_NEGATIVE),
+    **dict.fromkeys(
+        ("num_workers", "num_envs_per_worker", "worker_num_splits", "policy_workers_per_policy", "num_policies",
+         "batch_size", "num_batches_per_epoch", "num_epochs", "rollout", "max_policy_lag", "keep_checkpoints",
+         "stats_avg", "episode_steps"),
+        AT_LEAST_ONE,
+    ),
+    **dict.fromkeys(("gamma", "gae_lambda"), PROBABILITY),
+    **dict.fromkeys(("adam_beta1", "adam_beta2"), Domain(0, 1, high_open=True)),
+}  # fmt: skip
+
+# Combinations Sample Factory accepts and then misbehaves on: (holds, why), `why` formatted with the config.
+COMBINATIONS: tuple[tuple[Callable[[argparse.Namespace], bool], str], ...] = (
+    (
+        lambda cfg: not cfg.normalize_input,
+        "normalize_input=True is not supported: the inputs are bounded flags, traces and counts, and SF's one "
+        "normaliser would mix both agent types' padded vectors",
+    ),
+    (
+        lambda cfg: not (cfg.with_vtrace and cfg.normalize_returns),
+        "with_vtrace=True needs normalize_returns=False in Sample Factory 2.1.1",
+    ),
+    (
+        lambda cfg: cfg.num_envs_per_worker % cfg.worker_num_splits == 0,
+        "num_envs_per_worker={num_envs_per_worker} must be a multiple of worker_num_splits={worker_num_splits}",
+    ),
+    (
+        lambda cfg: cfg.batch_size % max(cfg.recurrence, 1) == 0,
+        "batch_size={batch_size} must be a multiple of recurrence={recurrence} (= rollout with V-trace): the "
+        "learner splits batches into whole trajectories",
+    ),
+)
+
+
+def check_config(cfg: argparse.Namespace) -> None:
+    """Refuse, with one line, a parsed config holding a value outside its domain or a combination that misbehaves."""
+    for key, domain in DOMAINS.items():
+        value = getattr(cfg, key)
+        if value not in domain:
+            raise UsageError(f"bad value for {key}: {value!r} (must be {domain})")
+    for holds, why in COMBINATIONS:
+        if not holds(cfg):
+            raise UsageError(why.format(**vars(cfg)))
 
 
 def _as_strings(action: argparse.Action, value: Any) -> list[str]:

@@ -14,8 +14,10 @@ from sample_factory.algo.utils.misc import ExperimentStatus
 from sample_factory.train import make_runner
 
 from cage_sf.backends import resolve_backend
+from cage_sf.console import sf_log_muted
 from cage_sf.errors import UsageError
-from cage_sf.presets import build_parser, parse_config, preset_argv
+from cage_sf.presets import build_parser, check_config, parse_config, preset_argv
+from cage_sf.run_guard import RunGuard
 
 BACKEND_WHY = {
     "sim": "our CC4 simulator, the default: ~200x faster than CybORG; --backend=cyborg trains on real CybORG",
@@ -28,17 +30,9 @@ def derived_argv(cfg: argparse.Namespace) -> list[str]:
     argv = [f"--backend={resolve_backend(cfg.backend)}"]
     if cfg.device == "auto":
         argv.append(f"--device={'gpu' if torch.cuda.is_available() else 'cpu'}")
-    if cfg.normalize_input:
-        raise UsageError(
-            "normalize_input=True is not supported: the inputs are bounded flags, traces and counts, and SF's one "
-            "normaliser would mix both agent types' padded vectors"
-        )
-    if cfg.with_vtrace:
-        if cfg.normalize_returns:
-            raise UsageError("with_vtrace=True needs normalize_returns=False in Sample Factory 2.1.1")
-        if not cfg.use_rnn:
-            # SF's learner asserts recurrence == rollout for V-trace; a feed-forward model ignores recurrence otherwise
-            argv.append(f"--recurrence={cfg.rollout}")
+    if cfg.with_vtrace and not cfg.use_rnn:
+        # SF's learner asserts recurrence == rollout for V-trace; a feed-forward model ignores recurrence otherwise
+        argv.append(f"--recurrence={cfg.rollout}")
     return argv
 
 
@@ -56,7 +50,9 @@ def resolve_config(preset: str, overrides: list[str]) -> argparse.Namespace:
     parser = build_parser()
     argv = preset_argv(preset, overrides, parser)
     argv += derived_argv(parse_config(parser, argv))
-    return parse_config(parser, argv)
+    cfg = parse_config(parser, argv)
+    check_config(cfg)
+    return cfg
 
 
 def _interrupt_on_sigterm() -> None:
@@ -72,20 +68,23 @@ class _FinalSummaries(AlgoObserver):
 
 
 def train(preset: str, overrides: list[str]) -> int:
-    cfg = resolve_config(preset, overrides)
-    check_run_dir(cfg)
-
-    import cage_sf.env_registry  # noqa: F401  (registers env `cc4`)
-    import cage_sf.models  # noqa: F401  (registers the CC4 actor-critic)
+    """Run to the end (0) or an interrupt (its status); a run that fails raises `RunFailure` with one line."""
+    with sf_log_muted():  # nothing of SF's before a usage error
+        cfg = resolve_config(preset, overrides)
+        check_run_dir(cfg)
+        import cage_sf.env_registry  # noqa: F401  (registers env `cc4`)
+        import cage_sf.models  # noqa: F401  (registers the CC4 actor-critic)
 
     print(f"backend: {cfg.backend} ({BACKEND_WHY.get(cfg.backend, 'asked for with --backend')})", flush=True)
     _interrupt_on_sigterm()
     cfg, runner = make_runner(cfg)
     runner.register_observer(_FinalSummaries())
+    guard = RunGuard(runner, cfg.stall_timeout_s)
     status = runner.init()
     if status == ExperimentStatus.SUCCESS:
         status = runner.run()
     _plot(cfg)
+    guard.check_outcome(status)
     return int(status)
 
 

@@ -20,10 +20,13 @@ LOADED = re.compile(r"Loaded experiment state at self\.train_step=(\d+), self\.e
 
 
 def train(*args, timeout=300) -> subprocess.CompletedProcess:
-    """Run ./train.sh in its own process group, so a timeout also ends SF's rollout workers."""
-    command = [str(REPO / "train.sh"), *args]
+    return run_in_group([str(REPO / "train.sh"), *args], timeout)
+
+
+def run_in_group(command: list[str], timeout: float, **popen_kwargs) -> subprocess.CompletedProcess:
+    """Run a command in its own process group, so a timeout also ends SF's rollout workers."""
     with subprocess.Popen(
-        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True, **popen_kwargs
     ) as p:
         try:
             stdout, stderr = p.communicate(timeout=timeout)

@@ -1,0 +1,84 @@
+"""Every failure path ends fast with one line on stderr: faults injected into real training runs, bad CLI input.
+
+Without cage_sf/run_guard.py a failing learner, env or model leaves the run at 0 FPS until killed (these tests
+then time out), and SF's tracebacks and log lines land on stderr.
+"""
+
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from test_training import run_in_group
+
+REPO = Path(__file__).resolve().parent.parent
+BOUND_S = 60  # the issue's acceptance bound on the 2-core box
+
+
+def run(command: list[str], fault: str | None = None, timeout: float = 3 * BOUND_S) -> subprocess.CompletedProcess:
+    """In its own process group, so a run that hangs (the code before the fix) takes its SF processes with it."""
+    env = os.environ | {"PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+    if fault:
+        env["CAGE_SF_FAULT"] = fault
+    return run_in_group(command, timeout, cwd=REPO, env=env)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("fault", "line", "traceback_logged"),
+    [
+        ("learner", r"learner_proc0 failed: ValueError: Invalid learning rate: -1\.0", True),
+        ("env", r"rollout_proc[01] failed: RuntimeError: injected env fault", True),  # whichever worker is first
+        ("env-everywhere", r"making the env failed: RuntimeError: injected env fault", True),
+        ("model", r"learner_proc0 failed: RuntimeError: injected model fault", True),
+        ("stall", r"no frames collected for 5 s \(--stall_timeout_s\)", False),
+    ],
+)
+def test_a_failing_run_ends_fast_with_one_line(tmp_path, fault, line, traceback_logged):
+    started = time.monotonic()
+    args = ["smoke", "--backend=synthetic", f"--train_dir={tmp_path}"]
+    args += {"learner": ["--learning_rate=-1"], "stall": ["--stall_timeout_s=5"]}.get(fault, [])
+    result = run([sys.executable, str(REPO / "tests" / "fault_injection.py"), *args], fault)
+    assert time.monotonic() - started < BOUND_S, result.stdout[-3000:]
+    assert result.returncode == 1
+    assert re.fullmatch(f"cage-sf: run failed: {line}\n", result.stderr), result.stderr[-3000:]
+    assert "Traceback" not in result.stdout
+    assert ("Traceback" in (tmp_path / "smoke" / "sf_log.txt").read_text()) == traceback_logged
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        ([], "the following arguments are required: command"),
+        (["bogus"], "invalid choice: 'bogus'"),
+        (["options", "extra"], "unrecognized arguments: extra"),
+        (["train"], "the following arguments are required: preset"),
+        (["train", "nope"], "unknown preset 'nope'"),
+        (["train", "smoke", "--learning_rate=-1"], "bad value for learning_rate: -1.0 (must be > 0)"),
+        (["train", "smoke", "--num_workers=0"], "bad value for num_workers: 0 (must be >= 1)"),
+        (["train", "smoke", "--gamma=1.01"], "bad value for gamma: 1.01 (must be in [0, 1])"),
+        (["train", "smoke", "--exploration_loss_coeff=-0.1"], "bad value for exploration_loss_coeff"),
+        (["train", "smoke", "--num_envs_per_worker=3"], "must be a multiple of worker_num_splits=2"),
+        (["train", "smoke", "--batch_size=510"], "batch_size=510 must be a multiple of recurrence=50"),
+        (["train", "smoke", "--backend=synthetic", "--train_dir=/dev/null/runs"], "cannot write the run directory"),
+        (["export", "nope", "--out", "OUT"], "unknown experiment 'nope'"),
+        (["export", "nope"], "the following arguments are required: --out"),
+        (["export", "nope", "--out", "OUT", "--select-episodes=0"], "--select-episodes: must be at least 1 (got 0)"),
+        (["evaluate", "SUB", "--episodes=0", "--backend=sim", "--out=OUT"], "--episodes: must be at least 1 (got 0)"),
+        (["evaluate", "SUB", "--episodes=1", "--backend=sim", "--out=OUT"], "is not a cage-sf submission"),
+        (["plot", "nope"], "unknown experiment 'nope'"),
+        (["parity", "--episodes=0"], "--episodes: must be at least 1 (got 0)"),
+        (["parity", "--workers=0"], "--workers: must be at least 1 (got 0)"),
+        (["parity", "--margin=-5"], "--margin: must be above 0 (got -5)"),
+    ],
+)
+def test_bad_cli_input_is_one_line_on_stderr_and_exit_2(tmp_path, argv, message):
+    argv = [str(tmp_path / a) if a in ("OUT", "SUB") else a.replace("=OUT", f"={tmp_path}/out") for a in argv]
+    result = run([sys.executable, "-m", "cage_sf.cli", *argv], timeout=120)
+    assert result.returncode == 2
+    assert result.stdout == ""  # no library log lines either
+    [line] = result.stderr.splitlines()
+    assert line.startswith("cage-sf: error: ") and message in line, line
