@@ -135,3 +135,20 @@ def test_critics_run_once_per_distinct_team_row_with_the_same_values_and_gradien
     each_row[small].sum().backward()
     for ours, reference in zip(deduplicated, model.critics[cc4.SMALL].parameters(), strict=True):
         assert torch.allclose(ours, reference.grad, atol=1e-5)
+
+
+def test_sampled_actions_follow_the_policy_and_never_pick_a_masked_one(env, model):
+    """The inference worker's sampling (inverse CDF) against the distribution's own probabilities."""
+    obs = batch(env, episodes=1)
+    n = 4000
+    many = {k: v.repeat(n, *[1] * (v.dim() - 1)) for k, v in obs.items()}
+    with torch.no_grad():
+        result = model(many, torch.zeros(5 * n, 2))
+    probs = model.action_distribution().probs[:5]
+    actions = result["actions"].view(n, 5)
+    assert obs["valid_actions"].gather(1, actions.T).all()
+    for agent in range(5):
+        frequencies = torch.bincount(actions[:, agent], minlength=probs.shape[1]).float() / n
+        assert (frequencies - probs[agent]).abs().max() < 0.03
+    chosen_log_probs = torch.log(probs.repeat(n, 1).gather(1, result["actions"].view(-1, 1))).view(-1)
+    assert torch.allclose(result["log_prob_actions"], chosen_log_probs, atol=1e-4)
