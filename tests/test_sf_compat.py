@@ -143,8 +143,8 @@ def test_vtrace_learner_bootstraps_from_its_value_of_the_next_state(tmp_path):
     batch["policy_version"][:] = 0
     with torch.no_grad():
         flat_obs = {k: v.flatten(0, 1) for k, v in batch["obs"].items()}
-        out = model(flat_obs, batch["rnn_states"].flatten(0, 1))
-        values = out["values"].view(num_traj, rollout + 1)
+        values = model(flat_obs, batch["rnn_states"].flatten(0, 1), values_only=True)["values"]
+        values = values.view(num_traj, rollout + 1)
         step_obs = {k: v[:, :rollout].flatten(0, 1) for k, v in batch["obs"].items()}
         out = model(step_obs, batch["rnn_states"][:, :rollout].flatten(0, 1))
         log_probs = model.action_distribution().log_prob(batch["actions"].flatten(0, 1))
