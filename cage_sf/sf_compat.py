@@ -24,6 +24,8 @@ from sample_factory.algo.utils.torch_utils import masked_select
 from sample_factory.utils import wandb_utils
 from sample_factory.utils.utils import log as sf_log
 
+from cage_sf import run_guard
+
 log = logging.getLogger(__name__)
 
 _applied = False
@@ -45,6 +47,7 @@ def apply() -> None:
     Runner._update_stats_and_print_report = _stop_after_train_for_seconds(Runner._update_stats_and_print_report)
     BatchedVectorEnvRunner._process_env_step = _report_episode_infos(BatchedVectorEnvRunner._process_env_step)
     _log_through_sf()
+    run_guard.install()
     _applied = True
 
 
