@@ -136,6 +136,16 @@ def test_critics_run_once_per_distinct_team_row_with_the_same_values_and_gradien
     for ours, reference in zip(deduplicated, model.critics[cc4.SMALL].parameters(), strict=True):
         assert torch.allclose(ours, reference.grad, atol=1e-5)
 
+    keys = model.team_keys.clone()
+    model.team_keys[:, 0] = 0.0  # every row looks alike to the first projection: the second must catch it
+    calls.clear()
+    hook = model.critics[cc4.SMALL].register_forward_hook(lambda m, args, out: calls.append(args[0].shape[0]))
+    with torch.no_grad():
+        values_when_fooled = model(obs, torch.zeros(team.shape[0], 2), values_only=True)["values"]
+    hook.remove()
+    model.team_keys.copy_(keys)
+    assert calls == [12] and torch.allclose(values_when_fooled, each_row, atol=1e-6)
+
 
 def test_sampled_actions_follow_the_policy_and_never_pick_a_masked_one(env, model):
     """The inference worker's sampling (inverse CDF) against the distribution's own probabilities."""
