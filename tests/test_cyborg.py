@@ -5,7 +5,7 @@ from statistics import mean
 import pytest
 
 from cage_sf import cc4
-from cage_sf.adapter import CC4SampleFactoryEnv
+from cage_sf.adapter import CC4SampleFactoryEnv, CC4VectorEnv
 from cage_sf.backends.cyborg import CybORGBackend
 
 pytestmark = pytest.mark.cyborg
@@ -40,13 +40,13 @@ def test_adapter_return_counts_like_evaluation_py():
 
 
 def test_busy_agent_may_only_sleep_on_cyborg():
-    env = CC4SampleFactoryEnv(lambda: CybORGBackend(seed=1), step_timeout_s=60)
+    env = CC4VectorEnv(lambda: CybORGBackend(seed=1), num_envs=1, step_timeout_s=60)
     env.reset(seed=1)
     actions = [SLEEP[a] for a in cc4.AGENTS]
     actions[4] = 97  # Restore(ADM server_host_0): 5 steps
     only_sleep = []
     for _ in range(5):
         obs = env.step(actions)[0]
-        only_sleep.append(obs[4]["valid_actions"].sum() == 1)
-        assert env._backend.busy_agents() == ({"blue_agent_4"} if only_sleep[-1] else set())
+        only_sleep.append(obs["valid_actions"][4].sum() == 1)
+        assert env._backends[0].busy_agents() == ({"blue_agent_4"} if only_sleep[-1] else set())
     assert only_sleep == [True, True, True, True, False]
