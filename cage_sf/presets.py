@@ -114,7 +114,7 @@ DOMAINS: dict[str, Domain] = {
     **dict.fromkeys(
         ("num_workers", "num_envs_per_worker", "worker_num_splits", "policy_workers_per_policy", "num_policies",
          "batch_size", "num_batches_per_epoch", "num_epochs", "rollout", "max_policy_lag", "keep_checkpoints",
-         "stats_avg", "episode_steps"),
+         "stats_avg", "episode_steps", "vector_size"),
         AT_LEAST_ONE,
     ),
     **dict.fromkeys(("gamma", "gae_lambda"), PROBABILITY),
@@ -137,11 +137,26 @@ COMBINATIONS: tuple[tuple[Callable[[argparse.Namespace], bool], str], ...] = (
         "num_envs_per_worker={num_envs_per_worker} must be a multiple of worker_num_splits={worker_num_splits}",
     ),
     (
+        lambda cfg: (
+            not cfg.batched_sampling
+            or _one_divides_the_other(
+                5 * cfg.vector_size * cfg.num_envs_per_worker // cfg.worker_num_splits, cfg.batch_size // cfg.rollout
+            )
+        ),
+        "with batched_sampling, a worker fills 5 agents x vector_size={vector_size} x num_envs_per_worker="
+        "{num_envs_per_worker} / worker_num_splits={worker_num_splits} trajectories at a time and a batch holds "
+        "batch_size={batch_size} / rollout={rollout}: one must divide the other (Sample Factory's buffers)",
+    ),
+    (
         lambda cfg: cfg.batch_size % max(cfg.recurrence, 1) == 0,
         "batch_size={batch_size} must be a multiple of recurrence={recurrence} (= rollout with V-trace): the "
         "learner splits batches into whole trajectories",
     ),
 )
+
+
+def _one_divides_the_other(a: int, b: int) -> bool:
+    return a > 0 and b > 0 and (a % b == 0 or b % a == 0)
 
 
 def check_config(cfg: argparse.Namespace) -> None:

@@ -63,6 +63,8 @@ def test_a_failing_run_ends_fast_with_one_line(tmp_path, fault, line, traceback_
         (["train", "smoke", "--exploration_loss_coeff=-0.1"], "bad value for exploration_loss_coeff"),
         (["train", "smoke", "--num_envs_per_worker=3"], "must be a multiple of worker_num_splits=2"),
         (["train", "smoke", "--batch_size=510"], "batch_size=510 must be a multiple of recurrence=50"),
+        (["train", "smoke", "--vector_size=0"], "bad value for vector_size: 0 (must be >= 1)"),
+        (["train", "smoke", "--vector_size=3", "--batch_size=1000"], "one must divide the other"),
         (["train", "smoke", "--backend=synthetic", "--train_dir=/dev/null/runs"], "cannot write the run directory"),
         (["export", "nope", "--out", "OUT"], "unknown experiment 'nope'"),
         (["export", "nope"], "the following arguments are required: --out"),
