@@ -25,7 +25,6 @@ from torch import Tensor, nn
 
 from cage_sf import cc4, sf_compat
 from cage_sf.adapter import FEATURES, NUM_ACTIONS, OBS_SIZE, TEAM_SIZE
-from cage_sf.errors import UsageError
 
 sf_compat.apply()
 
@@ -43,12 +42,7 @@ def mlp(in_size: int, hidden: list[int], out_size: int, cfg: Config) -> nn.Seque
 
 class CC4ActorCritic(ActorCritic):
     def __init__(self, obs_space: ObsSpace, action_space: ActionSpace, cfg: Config):
-        super().__init__(obs_space, action_space, cfg)
-        if cfg.actor_critic_share_weights or cfg.use_rnn:
-            raise UsageError(
-                "the CC4 model is feed-forward with a separate value network: "
-                "set actor_critic_share_weights=False and use_rnn=False"
-            )
+        super().__init__(obs_space, action_space, cfg)  # feed-forward, separate critics: presets.COMBINATIONS
         self.values_at_inference = not cfg.with_vtrace  # GAE reads the values the inference worker stored
         hidden = list(cfg.encoder_mlp_layers)
         kinds = (cc4.SMALL, cc4.LARGE)

@@ -129,6 +129,10 @@ COMBINATIONS: tuple[tuple[Callable[[argparse.Namespace], bool], str], ...] = (
         "normaliser would mix both agent types' padded vectors",
     ),
     (
+        lambda cfg: not (cfg.use_rnn or cfg.actor_critic_share_weights),
+        "the CC4 model is feed-forward with separate value networks: use_rnn=False, actor_critic_share_weights=False",
+    ),
+    (
         lambda cfg: not (cfg.with_vtrace and cfg.normalize_returns),
         "with_vtrace=True needs normalize_returns=False in Sample Factory 2.1.1",
     ),

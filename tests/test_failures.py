@@ -64,6 +64,7 @@ def test_a_failing_run_ends_fast_with_one_line(tmp_path, fault, line, traceback_
         (["train", "smoke", "--num_envs_per_worker=3"], "must be a multiple of worker_num_splits=2"),
         (["train", "smoke", "--batch_size=510"], "batch_size=510 must be a multiple of recurrence=50"),
         (["train", "smoke", "--vector_size=0"], "bad value for vector_size: 0 (must be >= 1)"),
+        (["train", "smoke", "--use_rnn=True"], "the CC4 model is feed-forward"),
         (["train", "smoke", "--vector_size=3", "--batch_size=1000"], "one must divide the other"),
         (["train", "smoke", "--backend=synthetic", "--train_dir=/dev/null/runs"], "cannot write the run directory"),
         (["export", "nope", "--out", "OUT"], "unknown experiment 'nope'"),
