@@ -40,12 +40,12 @@ def test_extends_and_overrides_win():
             "--backend=synthetic",
             "--learning_rate=0.001",
             "--encoder_mlp_layers=64,32",
-            "--rollout=20",
+            "--rollout=25",
             "--with_wandb=True",
         ],
     )
     assert cfg.learning_rate == 0.001 and cfg.encoder_mlp_layers == [64, 32] and cfg.with_wandb
-    assert cfg.recurrence == 20
+    assert cfg.recurrence == 25
 
 
 def test_training_uses_the_simulator_unless_cyborg_is_asked_for():
