@@ -118,7 +118,13 @@ def test_vtrace_learner_bootstraps_from_its_value_of_the_next_state(tmp_path):
     gamma, num_traj, rollout = 0.9, 6, 4
     cfg = resolve_config(
         "smoke",
-        ["--backend=synthetic", f"--train_dir={tmp_path}", f"--rollout={rollout}", "--batch_size=12"]
+        [
+            "--backend=synthetic",
+            f"--train_dir={tmp_path}",
+            f"--rollout={rollout}",
+            "--batch_size=12",
+            "--batched_sampling=False",
+        ]
         + ["--num_batches_per_epoch=2", "--shuffle_minibatches=True", f"--gamma={gamma}"],
     )
     cfg.learning_rate = 0.0  # a frozen learner, which a training run refuses
