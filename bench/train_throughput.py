@@ -2,6 +2,7 @@
 
     python bench/train_throughput.py --backend=sim --workers=2 --seconds=120
     python bench/train_throughput.py --backend=cyborg --workers=2 --seconds=120
+    python bench/train_throughput.py --backend=sim --baseline_ref=ecdaa32   # non-batched path of an older commit
     python bench/train_throughput.py --backend=sim --vector_size=32   # other args: overrides of both trainings
 
 Three measurements on the same cores, one after the other:
@@ -9,7 +10,8 @@ Three measurements on the same cores, one after the other:
                `--num_workers=workers` for `seconds`; the steady-state rate is read from the run's own frame
                counter (start-up excluded);
   nonbatched   the same with non-batched sampling, one CC4 env per SF env, 4 per worker (the path before
-               batched sampling);
+               batched sampling); with --baseline_ref, that path as the code of a git commit had it (run from a
+               temporary worktree, the extra overrides not passed): the speedup over the code before a change;
   raw          `workers` processes step the backend with uniformly random valid actions: the env's own speed.
                Training's env factory tunes the garbage collector, which makes CybORG itself faster;
                --raw_gc_tuned gives the raw processes the same settings.
@@ -59,14 +61,16 @@ def steady_state_rate(log: str) -> float:
     return float(np.polyfit(times - times[0], frames, 1)[0])
 
 
-def train_agent_steps_per_s(backend: str, workers: int, seconds: float, preset: str, overrides: list[str]) -> float:
+def train_agent_steps_per_s(
+    backend: str, workers: int, seconds: float, preset: str, overrides: list[str], repo: Path = REPO
+) -> float:
     with tempfile.TemporaryDirectory() as train_dir:
         command = [
             sys.executable, "-m", "cage_sf", "train", preset, f"--backend={backend}", f"--num_workers={workers}",
             f"--train_dir={train_dir}", f"--train_for_seconds={int(seconds)}", "--train_for_env_steps=10000000000",
             *overrides,
         ]  # fmt: skip
-        result = subprocess.run(command, cwd=REPO, capture_output=True, text=True)
+        result = subprocess.run(command, cwd=repo, capture_output=True, text=True)
         if result.returncode != 0:
             raise RuntimeError(f"training failed:\n{result.stderr[-3000:]}")
         return steady_state_rate(result.stdout + result.stderr)
@@ -78,6 +82,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--seconds", type=float, default=120)
     parser.add_argument("--preset", default="impala-seed")
+    parser.add_argument("--baseline_ref", help="git commit whose non-batched path is the baseline (default: this code)")
     parser.add_argument(
         "--raw_gc_tuned",
         action="store_true",
@@ -85,20 +90,30 @@ def main() -> None:
     )
     args, overrides = parser.parse_known_args()  # the rest (--name=value) goes to both trainings as overrides
 
-    def train(label: str, extra: list[str]) -> float:
+    def train(label: str, extra: list[str], repo: Path = REPO) -> float:
         print(f"{label}: {args.backend}, preset {args.preset}, {args.workers} workers, {args.seconds:.0f}s ...")
-        rate = train_agent_steps_per_s(args.backend, args.workers, args.seconds, args.preset, overrides + extra)
+        rate = train_agent_steps_per_s(args.backend, args.workers, args.seconds, args.preset, extra, repo)
         print(f"{label}: {rate:.1f} agent-steps/s", flush=True)
         return rate
 
-    trained = train("train (batched)", [])
-    nonbatched = train("train (non-batched)", NONBATCHED)
+    trained = train("train (batched)", overrides)
+    if args.baseline_ref:
+        with tempfile.TemporaryDirectory() as scratch:
+            worktree = Path(scratch) / "baseline"
+            git = ["git", "-C", str(REPO), "worktree"]
+            subprocess.run([*git, "add", "--detach", str(worktree), args.baseline_ref], check=True, capture_output=True)
+            try:
+                nonbatched = train(f"train (non-batched, {args.baseline_ref})", NONBATCHED, worktree)
+            finally:
+                subprocess.run([*git, "remove", "--force", str(worktree)], check=True)
+    else:
+        nonbatched = train("train (non-batched)", overrides + NONBATCHED)
     print(f"raw: {args.workers} processes stepping {args.backend} for {args.seconds:.0f}s ...", flush=True)
     raw = raw_agent_steps_per_s(args.backend, args.workers, args.seconds, args.raw_gc_tuned)
     print(f"raw: {raw:.1f} agent-steps/s", flush=True)
     print(json.dumps({
         "backend": args.backend, "workers": args.workers, "seconds": args.seconds, "preset": args.preset,
-        "raw_gc_tuned": args.raw_gc_tuned, "overrides": overrides,
+        "raw_gc_tuned": args.raw_gc_tuned, "overrides": overrides, "baseline_ref": args.baseline_ref,
         "train_agent_steps_per_s": round(trained, 1), "nonbatched_agent_steps_per_s": round(nonbatched, 1),
         "raw_agent_steps_per_s": round(raw, 1),
         "speedup": round(trained / nonbatched, 3), "ratio": round(trained / raw, 3),
