@@ -181,7 +181,7 @@ def test_decisions_get_credit_for_rewards_earned_while_their_action_runs(tmp_pat
         "smoke",
         "--backend=delayed-payoff",
         f"--train_dir={tmp_path}",
-        "--train_for_env_steps=200000",
+        "--train_for_env_steps=300000",
         "--save_every_sec=600",
         timeout=420,
     )
