@@ -39,8 +39,8 @@ OBS_SIZE = max(FEATURES)
 TEAM_SIZE = sum(FEATURES[cc4.agent_type(a)] for a in cc4.AGENTS)
 NUM_ACTIONS = max(cc4.NUM_ACTIONS)
 
-AGENTS = len(cc4.AGENTS)
-SMALL_AGENTS = AGENTS - 1  # blue_agent_0..3 defend one subnet each, blue_agent_4 (the last) the large one
+AGENTS_PER_ENV = len(cc4.AGENTS)
+SMALL_AGENTS = AGENTS_PER_ENV - 1  # blue_agent_0..3 defend one subnet each, blue_agent_4 (the last) the large one
 assert [cc4.agent_type(a) for a in cc4.AGENTS] == [cc4.SMALL] * SMALL_AGENTS + [cc4.LARGE]
 _SLEEP = np.array([cc4.sleep_action(cc4.agent_type(a)) for a in cc4.AGENTS])
 _AGENT_ACTIONS = np.array([cc4.NUM_ACTIONS[cc4.agent_type(a)] for a in cc4.AGENTS])
@@ -76,7 +76,7 @@ class CC4VectorEnv(gym.Env):
         render_mode: str | None = None,
     ):
         k = self.num_envs = num_envs
-        self.num_agents = AGENTS * k
+        self.num_agents = AGENTS_PER_ENV * k
         self.observation_space = observation_space()
         self.action_space = spaces.Discrete(NUM_ACTIONS)
         self.render_mode = render_mode
@@ -87,13 +87,13 @@ class CC4VectorEnv(gym.Env):
         self._large = AgentMemories(cc4.agent_layout(cc4.LARGE, host_memory), k)
         self._small_vectors = np.zeros((k, SMALL_AGENTS, cc4.OBS_SIZE[cc4.SMALL]), np.float32)
         self._large_vectors = np.zeros((k, cc4.OBS_SIZE[cc4.LARGE]), np.float32)
-        self._episode_valid = np.zeros((k, AGENTS, NUM_ACTIONS), np.float32)  # masks are fixed for an episode
+        self._episode_valid = np.zeros((k, AGENTS_PER_ENV, NUM_ACTIONS), np.float32)  # masks are fixed for an episode
         self._only_sleep = (np.arange(NUM_ACTIONS) == _SLEEP[:, None]).astype(np.float32)
         self._phase_rewards = np.zeros((k, 3))
         self._faults = 0
-        self._obs = np.zeros((k, AGENTS, OBS_SIZE), np.float32)
-        self._team = np.zeros((k, AGENTS, TEAM_SIZE), np.float32)
-        self._valid = np.zeros((k, AGENTS, NUM_ACTIONS), np.float32)
+        self._obs = np.zeros((k, AGENTS_PER_ENV, OBS_SIZE), np.float32)
+        self._team = np.zeros((k, AGENTS_PER_ENV, TEAM_SIZE), np.float32)
+        self._valid = np.zeros((k, AGENTS_PER_ENV, NUM_ACTIONS), np.float32)
         self._outputs = {
             "obs": self._obs.reshape(self.num_agents, OBS_SIZE),
             "team": self._team.reshape(self.num_agents, TEAM_SIZE),
@@ -107,7 +107,7 @@ class CC4VectorEnv(gym.Env):
         return self._observe(), [{} for _ in range(self.num_agents)]
 
     def step(self, actions):
-        actions = np.asarray(actions, np.int64).reshape(self.num_envs, AGENTS)
+        actions = np.asarray(actions, np.int64).reshape(self.num_envs, AGENTS_PER_ENV)
         actions = np.where(actions < _AGENT_ACTIONS, actions, _SLEEP)  # padding indices mean Sleep
         acting = ~self.busy()
         valid = np.take_along_axis(self._episode_valid, actions[..., None], axis=2)[..., 0] > 0
@@ -116,8 +116,8 @@ class CC4VectorEnv(gym.Env):
         self._large.act(actions[:, SMALL_AGENTS], valid[:, SMALL_AGENTS], acting[:, SMALL_AGENTS])
 
         rewards = np.zeros(self.num_envs, np.float32)
-        terminated = np.zeros((self.num_envs, AGENTS), bool)
-        truncated = np.zeros((self.num_envs, AGENTS), bool)
+        terminated = np.zeros((self.num_envs, AGENTS_PER_ENV), bool)
+        truncated = np.zeros((self.num_envs, AGENTS_PER_ENV), bool)
         infos = [{} for _ in range(self.num_agents)]
         for env, backend in enumerate(self._backends):
             # busy agents submit nothing: CybORG would drop the action and still charge a Restore
@@ -136,13 +136,13 @@ class CC4VectorEnv(gym.Env):
             truncated[env] = [agent_truncated[a] for a in cc4.AGENTS]
             if terminated[env].any() or truncated[env].any():
                 stats = self._episode_summary(env)
-                for info in infos[AGENTS * env : AGENTS * (env + 1)]:
+                for info in infos[AGENTS_PER_ENV * env : AGENTS_PER_ENV * (env + 1)]:
                     info.update(episode_extra_stats=stats, true_objective=stats["cc4/eval_return"])
                 self._start_episode(env)
             else:
                 self._phase_rewards[env, int(obs[cc4.AGENTS[0]][cc4.PHASE_INDEX])] += rewards[env]
                 self._store_vectors(env, obs)
-        return self._observe(), np.repeat(rewards, AGENTS), terminated.ravel(), truncated.ravel(), infos
+        return self._observe(), np.repeat(rewards, AGENTS_PER_ENV), terminated.ravel(), truncated.ravel(), infos
 
     def busy(self) -> np.ndarray:
         """[K, 5]: agents whose multi-step action is still running."""
@@ -205,7 +205,7 @@ class CC4VectorEnv(gym.Env):
         truncated[env] = True
         # a faulted episode's partial return would look like a great episode to SF's best-checkpoint logic:
         # true_objective=None keeps it out of that metric (the fault is counted in cc4/env_fault)
-        for info in infos[AGENTS * env : AGENTS * (env + 1)]:
+        for info in infos[AGENTS_PER_ENV * env : AGENTS_PER_ENV * (env + 1)]:
             info.update(episode_extra_stats={"cc4/env_fault": 1.0}, true_objective=None)
         self._start_episode(env)
 
@@ -215,7 +215,7 @@ class CC4SampleFactoryEnv(gym.Env):
     `CC4VectorEnv` of one env, read row by row."""
 
     is_multiagent = True
-    num_agents = AGENTS
+    num_agents = AGENTS_PER_ENV
 
     def __init__(
         self,
@@ -244,4 +244,4 @@ class CC4SampleFactoryEnv(gym.Env):
     def _rows(obs: dict[str, np.ndarray]) -> list[dict[str, np.ndarray]]:
         """Per-agent views of a copy: the vector env rewrites its arrays in place at the next step."""
         obs = {key: value.copy() for key, value in obs.items()}
-        return [{key: value[i] for key, value in obs.items()} for i in range(AGENTS)]
+        return [{key: value[i] for key, value in obs.items()} for i in range(AGENTS_PER_ENV)]

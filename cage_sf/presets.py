@@ -15,6 +15,7 @@ from typing import Any
 
 import yaml
 
+from cage_sf import cc4
 from cage_sf.errors import UsageError
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
@@ -144,7 +145,8 @@ COMBINATIONS: tuple[tuple[Callable[[argparse.Namespace], bool], str], ...] = (
         lambda cfg: (
             not cfg.batched_sampling
             or _one_divides_the_other(
-                5 * cfg.vector_size * cfg.num_envs_per_worker // cfg.worker_num_splits, cfg.batch_size // cfg.rollout
+                len(cc4.AGENTS) * cfg.vector_size * cfg.num_envs_per_worker // cfg.worker_num_splits,
+                cfg.batch_size // cfg.rollout,
             )
         ),
         "with batched_sampling, a worker fills 5 agents x vector_size={vector_size} x num_envs_per_worker="
