@@ -63,7 +63,12 @@ class CC4VectorEnv(gym.Env):
     Each env auto-resets when its episode ends (its agents' infos then carry the episode's statistics, counted
     as CybORG's `evaluation.py` does: every step but the final one) and is rebuilt after a fault (an exception
     or a step slower than `step_timeout_s`), which ends its episode as truncated. The observation arrays returned
-    are rewritten in place at the next step (Sample Factory copies them into its own buffers before that)."""
+    are rewritten in place at the next step (Sample Factory copies them into its own buffers before that).
+
+    With `stagger_steps` (the episode length), env k's first episode after `reset` is cut after
+    k * stagger_steps // K steps (truncated, no statistics): the envs then end their episodes at spread steps
+    instead of all together, so a batch of trajectories mixes every stretch of the episode rather than K copies
+    of one (which made learning per env step slower: many consecutive updates saw only, say, phase 2)."""
 
     is_multiagent = True
 
@@ -74,6 +79,7 @@ class CC4VectorEnv(gym.Env):
         step_timeout_s: float,
         host_memory: bool = True,
         render_mode: str | None = None,
+        stagger_steps: int = 0,
     ):
         k = self.num_envs = num_envs
         self.num_agents = AGENTS_PER_ENV * k
@@ -90,6 +96,8 @@ class CC4VectorEnv(gym.Env):
         self._episode_valid = np.zeros((k, AGENTS_PER_ENV, NUM_ACTIONS), np.float32)  # masks are fixed for an episode
         self._only_sleep = (np.arange(NUM_ACTIONS) == _SLEEP[:, None]).astype(np.float32)
         self._phase_rewards = np.zeros((k, 3))
+        self._stagger_steps = stagger_steps
+        self._steps_to_cut = np.zeros(k, np.int64)  # > 0: steps left in a staggered first episode
         self._faults = 0
         self._obs = np.zeros((k, AGENTS_PER_ENV, OBS_SIZE), np.float32)
         self._team = np.zeros((k, AGENTS_PER_ENV, TEAM_SIZE), np.float32)
@@ -104,6 +112,7 @@ class CC4VectorEnv(gym.Env):
     def reset(self, seed: int | None = None, options: dict | None = None):
         for env in range(self.num_envs):
             self._start_episode(env, None if seed is None else seed * self.num_envs + env)
+        self._steps_to_cut[:] = np.arange(self.num_envs) * self._stagger_steps // self.num_envs
         return self._observe(), [{} for _ in range(self.num_agents)]
 
     def step(self, actions):
@@ -134,7 +143,12 @@ class CC4VectorEnv(gym.Env):
             rewards[env] = np.mean([agent_rewards[a] for a in cc4.AGENTS])
             terminated[env] = [agent_terminated[a] for a in cc4.AGENTS]
             truncated[env] = [agent_truncated[a] for a in cc4.AGENTS]
-            if terminated[env].any() or truncated[env].any():
+            if self._steps_to_cut[env] == 1:  # a staggered first episode: cut short, its partial return unreported
+                truncated[env] = True
+                for info in infos[AGENTS_PER_ENV * env : AGENTS_PER_ENV * (env + 1)]:
+                    info.update(true_objective=None)
+                self._start_episode(env)
+            elif terminated[env].any() or truncated[env].any():
                 stats = self._episode_summary(env)
                 for info in infos[AGENTS_PER_ENV * env : AGENTS_PER_ENV * (env + 1)]:
                     info.update(episode_extra_stats=stats, true_objective=stats["cc4/eval_return"])
@@ -142,6 +156,7 @@ class CC4VectorEnv(gym.Env):
             else:
                 self._phase_rewards[env, int(obs[cc4.AGENTS[0]][cc4.PHASE_INDEX])] += rewards[env]
                 self._store_vectors(env, obs)
+        self._steps_to_cut[self._steps_to_cut > 0] -= 1
         return self._observe(), np.repeat(rewards, AGENTS_PER_ENV), terminated.ravel(), truncated.ravel(), infos
 
     def busy(self) -> np.ndarray:
@@ -180,6 +195,7 @@ class CC4VectorEnv(gym.Env):
 
     def _start_episode(self, env: int, seed: int | None = None) -> None:
         obs, info = self._backends[env].reset(seed=seed)
+        self._steps_to_cut[env] = 0
         self._small.reset(slice(SMALL_AGENTS * env, SMALL_AGENTS * (env + 1)))
         self._large.reset(env)
         self._phase_rewards[env] = 0.0

@@ -43,6 +43,12 @@ def add_cc4_env_args(parser: argparse.ArgumentParser) -> None:
         type=int,
         help="with batched_sampling: CC4 envs stepped together as one Sample Factory env (5 agents each)",
     )
+    group.add_argument(
+        "--stagger_episodes",
+        default=True,
+        type=str2bool,
+        help="with batched_sampling: end first episodes at spread steps so the envs of a vector do not run in lockstep",
+    )
 
 
 def make_cc4_env(
@@ -51,7 +57,8 @@ def make_cc4_env(
     """Batched sampling gets `vector_size` envs as arrays, non-batched sampling one env as per-agent dicts."""
     backend = functools.partial(make_backend, cfg.backend, steps=cfg.episode_steps)
     if cfg.batched_sampling:
-        env = CC4VectorEnv(backend, cfg.vector_size, cfg.step_timeout_s, cfg.host_memory, render_mode)
+        stagger = cfg.episode_steps if cfg.stagger_episodes else 0
+        env = CC4VectorEnv(backend, cfg.vector_size, cfg.step_timeout_s, cfg.host_memory, render_mode, stagger)
     else:
         env = CC4SampleFactoryEnv(backend, cfg.step_timeout_s, cfg.host_memory, render_mode)
     tune_garbage_collector()

@@ -132,6 +132,30 @@ def test_a_vector_of_envs_steps_each_as_a_single_env_would():
     assert episode_ends == 2 * 5 * k
 
 
+def test_staggered_envs_end_their_episodes_at_spread_steps():
+    """With stagger_steps = the episode length, env k's first episode is cut after k/K of it (unreported, out of
+    the best-checkpoint metric); from then on the K envs end full episodes a quarter of an episode apart."""
+    k, steps = 4, 40
+    vector = CC4VectorEnv(lambda: make_backend("sim", steps=steps), num_envs=k, step_timeout_s=60, stagger_steps=steps)
+    obs, _ = vector.reset(seed=1)
+    rng, ends = np.random.default_rng(0), {env: [] for env in range(k)}
+    for step in range(1, 2 * steps + 1):
+        obs, _, terminated, truncated, infos = vector.step(random_valid_actions(obs["valid_actions"], rng))
+        for env in range(k):
+            rows = slice(5 * env, 5 * env + 5)
+            if (terminated[rows] | truncated[rows]).all():
+                ends[env].append((step, infos[5 * env].get("true_objective", "-") is not None))
+            else:
+                assert not (terminated[rows] | truncated[rows]).any()
+    full = steps - 1  # env steps of an episode as the vector sees them (the backend's last one ends it)
+    assert ends == {
+        0: [(full, True), (2 * full, True)],
+        1: [(10, False), (10 + full, True)],
+        2: [(20, False), (20 + full, True)],
+        3: [(30, False), (30 + full, True)],
+    }
+
+
 def test_a_fault_ends_only_that_envs_episode():
     backends = []
 
