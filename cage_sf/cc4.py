@@ -16,7 +16,9 @@ SUBNETS = (1, 3)  # defended subnets by agent type
 MESSAGE_LENGTH = 8
 PHASE_INDEX = 0  # observation element holding the mission phase (0, 1, 2)
 SUBNET_BLOCK = 59  # observation elements per defended subnet, after the phase (CC4_SPEC §4.1)
+SUBNET_FACTS = 27  # a subnet block's first elements: its one-hot, blocked sources, comms policy (9 each)
 PROCESS_FLAGS, CONNECTION_FLAGS = 27, 43  # offsets of the 16 per-host flags inside a subnet block
+SLOTS_PER_SUBNET, SERVER_SLOTS = 16, 6  # a subnet's host slots: server_host_0..5, then user_host_0..9
 EPISODE_STEPS = 500
 
 # Blue action durations in env steps (CC4_SPEC §4.2).
@@ -79,11 +81,11 @@ COMMANDS: tuple[str, ...] = tuple(command for command, _ in command_layout(SMALL
 
 def host_flag_indices(kind: int, offset: int) -> list[int]:
     """Observation indices of one kind of per-host flag, in host-slot order (= host-action order)."""
-    return [1 + b * SUBNET_BLOCK + offset + h for b in range(SUBNETS[kind]) for h in range(16)]
+    return [1 + b * SUBNET_BLOCK + offset + h for b in range(SUBNETS[kind]) for h in range(SLOTS_PER_SUBNET)]
 
 
 def agent_layout(kind: int, host_memory: bool = True) -> dict:
-    """The facts an agent's memory needs (`submission_template/cc4_memory.py`), as plain JSON-able values."""
+    """The facts an agent's memory and actor network need (`submission_template/`), as plain JSON-able values."""
     slots = []
     for command, count in command_layout(kind):
         slots += list(range(count)) if command in HOST_COMMANDS else [-1] * count
@@ -92,11 +94,18 @@ def agent_layout(kind: int, host_memory: bool = True) -> dict:
         "durations": action_durations(kind).tolist(),
         "command": [COMMANDS.index(c) for c in action_commands(kind)],
         "slot": slots,
+        "commands": list(COMMANDS),
         "sleep": sleep_action(kind),
         "restore": COMMANDS.index("Restore"),
         "remove": COMMANDS.index("Remove"),
         "decoy": COMMANDS.index("DeployDecoy"),
         "process_flags": host_flag_indices(kind, PROCESS_FLAGS),
         "connection_flags": host_flag_indices(kind, CONNECTION_FLAGS),
+        "host_server": [int(h % SLOTS_PER_SUBNET < SERVER_SLOTS) for h in range(HOST_SLOTS[kind])],
+        "subnet_facts": [
+            list(range(1 + b * SUBNET_BLOCK, 1 + b * SUBNET_BLOCK + SUBNET_FACTS)) for b in range(SUBNETS[kind])
+        ],
+        "phase": PHASE_INDEX,
+        "messages": list(range(OBS_SIZE[kind] - 4 * MESSAGE_LENGTH, OBS_SIZE[kind])),
         "host_memory": host_memory,
     }

@@ -1,8 +1,8 @@
 """`cage-sf export`: a training checkpoint -> a CAGE Challenge 4 submission CybORG's evaluation loads.
 
-The submission holds `submission.py`, `cc4_agent.py` and `cc4_memory.py` (from `submission_template/`, torch +
-numpy only), `model.safetensors` (actor weights, no pickle) and `model.json` (network shape, the agent
-layouts the memory needs, submission info).
+The submission holds `submission.py`, `cc4_agent.py`, `cc4_memory.py` and `cc4_networks.py` (from
+`submission_template/`, torch + numpy only), `model.safetensors` (actor weights, no pickle) and `model.json`
+(the networks' description, the agent layouts, submission info).
 """
 
 from __future__ import annotations
@@ -19,26 +19,14 @@ import torch
 from safetensors.torch import save_file
 
 from cage_sf import cc4
-from cage_sf.adapter import FEATURES
 from cage_sf.backends import make_backend
 from cage_sf.errors import UsageError
-from cage_sf.models import MASKED_LOGIT
+from cage_sf.models import model_config
 from cage_sf.runs import find_checkpoint, run_dir
+from cage_sf.submission_template.cc4_networks import make_actors
 
 TEMPLATE = Path(__file__).resolve().parent / "submission_template"
-TEMPLATE_FILES = ("submission.py", "cc4_agent.py", "cc4_memory.py")
-
-
-def model_config(cfg: dict) -> dict:
-    return {
-        "format": "cage-sf/2",
-        "features": list(FEATURES),
-        "num_actions": list(cc4.NUM_ACTIONS),
-        "hidden": list(cfg["encoder_mlp_layers"]),
-        "nonlinearity": cfg["nonlinearity"],
-        "masked_logit": MASKED_LOGIT,
-        "layouts": [cc4.agent_layout(kind, cfg.get("host_memory", True)) for kind in (cc4.SMALL, cc4.LARGE)],
-    }
+TEMPLATE_FILES = ("submission.py", "cc4_agent.py", "cc4_memory.py", "cc4_networks.py")
 
 
 def actor_tensors(checkpoint: Path, config: dict) -> dict[str, torch.Tensor]:
@@ -48,16 +36,13 @@ def actor_tensors(checkpoint: Path, config: dict) -> dict[str, torch.Tensor]:
     except Exception as exc:
         raise UsageError(f"cannot read checkpoint {checkpoint}: {exc}".splitlines()[0]) from None
     tensors = {k: v.float().contiguous() for k, v in state.items() if k.startswith("actors.")}
-    for kind, (n_obs, n_actions) in enumerate(zip(config["features"], config["num_actions"], strict=True)):
-        sizes = [n_obs, *config["hidden"], n_actions]
-        for layer, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
-            weight = tensors.get(f"actors.{kind}.{2 * layer}.weight")
-            if weight is None or tuple(weight.shape) != (n_out, n_in):
-                found = None if weight is None else tuple(weight.shape)
-                raise UsageError(
-                    f"checkpoint {checkpoint.name} does not fit the run's model configuration "
-                    f"(actors.{kind}.{2 * layer}.weight: expected {(n_out, n_in)}, found {found})"
-                )
+    try:
+        make_actors(config).load_state_dict({k.removeprefix("actors."): v for k, v in tensors.items()})
+    except RuntimeError as exc:  # names the missing, unexpected and misshapen tensors
+        reason = " ".join(str(exc).split())
+        raise UsageError(
+            f"checkpoint {checkpoint.name} does not fit the run's model configuration ({reason})"
+        ) from None
     return tensors
 
 

@@ -1,8 +1,9 @@
 """One Sample Factory policy with separate networks per CC4 agent type, invalid actions masked.
 
 blue_agent_0..3 (obs 92, 82 actions) and blue_agent_4 (obs 210, 242 actions) each get their own actor
-MLP over their own features (CC4 vector + memory) and their own value MLP over the whole team's features
-(the reward is the team's; the exported agent needs only the actor); every sample is routed by its
+over their own features (CC4 vector + memory; `--actor`: an MLP per type, or the entity model with shared
+host encoders and per-type heads, `submission_template/cc4_networks.py`, which the exported agent runs) and
+their own value MLP over the whole team's features (the reward is the team's); every sample is routed by its
 `agent_type` observation. Masked logits are a large finite negative number, so sampling, the learner's
 log-probs, entropy and KL all agree.
 
@@ -14,40 +15,60 @@ value it uses (sf_compat), and the critics are most of the model's cost.
 
 from __future__ import annotations
 
+import argparse
+from collections.abc import Mapping
+
 import torch
 from sample_factory.algo.utils.action_distributions import get_action_distribution
 from sample_factory.algo.utils.context import global_model_factory
 from sample_factory.algo.utils.tensor_dict import TensorDict
 from sample_factory.model.actor_critic import ActorCritic
-from sample_factory.model.model_utils import model_device, nonlinearity
+from sample_factory.model.model_utils import model_device
 from sample_factory.utils.typing import ActionSpace, Config, ObsSpace
 from torch import Tensor, nn
 
 from cage_sf import cc4, sf_compat
 from cage_sf.adapter import FEATURES, NUM_ACTIONS, OBS_SIZE, TEAM_SIZE
+from cage_sf.submission_template.cc4_networks import ACTIVATIONS, make_actors, mlp
 
 sf_compat.apply()
 
 MASKED_LOGIT = -1e9
+ACTORS = ("mlp", "entity")
 
 
-def mlp(in_size: int, hidden: list[int], out_size: int, cfg: Config) -> nn.Sequential:
-    layers: list[nn.Module] = []
-    for size in hidden:
-        layers += [nn.Linear(in_size, size), nonlinearity(cfg)]
-        in_size = size
-    layers.append(nn.Linear(in_size, out_size))
-    return nn.Sequential(*layers)
+def add_model_args(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("CC4 model")
+    group.add_argument("--actor", default="mlp", choices=ACTORS, help="actor network (cc4_networks.py)")
+    group.add_argument("--entity_width", default=64, type=int, help="the entity actor's embedding width")
+
+
+def model_config(cfg: Config) -> dict:
+    """The actor networks' description (a submission's model.json holds it): from a training config or a run's
+    config.json (runs from before the entity model have no `actor`: an MLP)."""
+    settings = cfg if isinstance(cfg, Mapping) else vars(cfg)
+    return {
+        "format": "cage-sf/2",
+        "actor": settings.get("actor", "mlp"),
+        "entity_width": settings.get("entity_width", 64),
+        "features": list(FEATURES),
+        "num_actions": list(cc4.NUM_ACTIONS),
+        "hidden": list(settings["encoder_mlp_layers"]),
+        "nonlinearity": settings["nonlinearity"],
+        "masked_logit": MASKED_LOGIT,
+        "layouts": [cc4.agent_layout(kind, settings.get("host_memory", True)) for kind in (cc4.SMALL, cc4.LARGE)],
+    }
 
 
 class CC4ActorCritic(ActorCritic):
     def __init__(self, obs_space: ObsSpace, action_space: ActionSpace, cfg: Config):
         super().__init__(obs_space, action_space, cfg)  # feed-forward, separate critics: presets.COMBINATIONS
         self.values_at_inference = not cfg.with_vtrace  # GAE reads the values the inference worker stored
-        hidden = list(cfg.encoder_mlp_layers)
-        kinds = (cc4.SMALL, cc4.LARGE)
-        self.actors = nn.ModuleList(mlp(FEATURES[k], hidden, cc4.NUM_ACTIONS[k], cfg) for k in kinds)
-        self.critics = nn.ModuleList(mlp(TEAM_SIZE, hidden, 1, cfg) for _ in kinds)
+        activation = ACTIVATIONS[cfg.nonlinearity]
+        self.actors = make_actors(model_config(cfg))
+        self.critics = nn.ModuleList(
+            mlp([TEAM_SIZE, *cfg.encoder_mlp_layers, 1], activation) for _ in (cc4.SMALL, cc4.LARGE)
+        )
         self.apply(self.initialize_weights)
         # two random projections that identify equal team rows (not learned, not saved)
         projections = torch.randn(TEAM_SIZE, 2, generator=torch.Generator().manual_seed(0))
@@ -81,7 +102,8 @@ class CC4ActorCritic(ActorCritic):
 
         logits = core_output.new_full((core_output.shape[0], NUM_ACTIONS), MASKED_LOGIT)
         for kind, idx in enumerate(rows):
-            logits[idx, : cc4.NUM_ACTIONS[kind]] = self.actors[kind](obs[idx, : FEATURES[kind]])
+            actions = cc4.NUM_ACTIONS[kind]
+            logits[idx, :actions] = self.actors.logits(obs[idx, : FEATURES[kind]], valid[idx, :actions], kind)
         logits = logits.masked_fill(valid < 0.5, MASKED_LOGIT)
 
         self.last_action_distribution = get_action_distribution(self.action_space, logits)

@@ -65,9 +65,11 @@ def build_parser() -> argparse.ArgumentParser:
     from sample_factory.cfg.arguments import parse_sf_args  # imports torch: only when a config is built
 
     from cage_sf.env_registry import add_cc4_env_args
+    from cage_sf.models import add_model_args
 
     parser, _ = parse_sf_args(["--env=cc4"])
     add_cc4_env_args(parser)
+    add_model_args(parser)
     parser._option_string_actions["--device"].choices = ["auto", "gpu", "cpu"]
     parser.add_argument_group("cage-sf").add_argument(
         "--stall_timeout_s",
@@ -115,7 +117,7 @@ DOMAINS: dict[str, Domain] = {
     **dict.fromkeys(
         ("num_workers", "num_envs_per_worker", "worker_num_splits", "policy_workers_per_policy", "num_policies",
          "batch_size", "num_batches_per_epoch", "num_epochs", "rollout", "max_policy_lag", "keep_checkpoints",
-         "stats_avg", "episode_steps", "vector_size"),
+         "stats_avg", "episode_steps", "vector_size", "entity_width"),
         AT_LEAST_ONE,
     ),
     **dict.fromkeys(("gamma", "gae_lambda"), PROBABILITY),

@@ -15,25 +15,34 @@ from cage_sf import cc4
 from cage_sf.adapter import CC4SampleFactoryEnv
 from cage_sf.backends import make_backend
 from cage_sf.errors import UsageError
-from cage_sf.export import export, model_config
-from cage_sf.models import CC4ActorCritic
+from cage_sf.export import export
+from cage_sf.models import CC4ActorCritic, model_config
 from cage_sf.train import resolve_config
 
 REPO = Path(__file__).resolve().parent.parent
 
 
-@pytest.fixture(scope="module")
-def trained_run(tmp_path_factory):
+def make_run(tmp_path_factory, overrides: list[str]):
     """A run directory as training leaves it: config.json and a checkpoint (random weights)."""
     run = tmp_path_factory.mktemp("runs") / "smoke"
     (run / "checkpoint_p0").mkdir(parents=True)
-    cfg = resolve_config("smoke", ["--backend=synthetic"])
+    cfg = resolve_config("smoke", ["--backend=synthetic", *overrides])
     (run / "config.json").write_text(json.dumps(vars(cfg)))
     env = CC4SampleFactoryEnv(lambda: make_backend("synthetic"), step_timeout_s=5)
     torch.manual_seed(0)
     model = CC4ActorCritic(env.observation_space, env.action_space, cfg)
     torch.save({"model": model.state_dict(), "env_steps": 10}, run / "checkpoint_p0" / "checkpoint_000000001_10.pth")
     return run, model.eval()
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory):
+    return make_run(tmp_path_factory, [])
+
+
+@pytest.fixture(scope="module")
+def entity_run(tmp_path_factory):
+    return make_run(tmp_path_factory, ["--actor=entity"])
 
 
 class Recorder:
@@ -61,10 +70,12 @@ def import_submission_agent(path: Path, monkeypatch):
     return importlib.import_module("cc4_agent")
 
 
-def test_exported_greedy_agents_play_exactly_as_the_trained_model(trained_run, tmp_path, monkeypatch):
-    """The exported agents (their own memory, own busy tracking) and the training adapter + model, side by side
-    on the same simulator episodes: the same action for every agent at every step."""
-    run, model = trained_run
+@pytest.mark.parametrize("run_fixture", ["trained_run", "entity_run"])
+def test_exported_greedy_agents_play_exactly_as_the_trained_model(run_fixture, request, tmp_path, monkeypatch):
+    """The exported agents (their own memory, own busy tracking, own copy of the networks) and the training
+    adapter + model, side by side on the same simulator episodes: the same action for every agent at every step,
+    for the MLP and the entity actor."""
+    run, model = request.getfixturevalue(run_fixture)
     out = export(str(run), tmp_path / "submission", checkpoint="latest", mode="greedy")
     agents = import_submission_agent(out, monkeypatch).load_agents("cc4_agent")
     decisions = []
@@ -159,6 +170,9 @@ def test_bad_inputs(trained_run, tmp_path):
     for checkpoint in (run / "checkpoint_p0").iterdir():
         (misfit / "checkpoint_p0" / checkpoint.name).write_bytes(checkpoint.read_bytes())
     with pytest.raises(UsageError, match="does not fit the run's model configuration"):
+        export(str(misfit), tmp_path / "b", checkpoint="latest", mode="greedy")
+    (misfit / "config.json").write_text(json.dumps(cfg | {"encoder_mlp_layers": [256, 256, 128], "actor": "entity"}))
+    with pytest.raises(UsageError, match="does not fit the run's model configuration.*Missing key"):
         export(str(misfit), tmp_path / "b", checkpoint="latest", mode="greedy")
     corrupt = tmp_path / "corrupt.pth"
     corrupt.write_bytes(b"garbage")

@@ -14,12 +14,12 @@ import struct
 
 import numpy as np
 import torch
-from torch import nn
 
 try:  # imported as submission.cc4_agent (the zip layout) or as cage_sf.submission_template.cc4_agent
-    from . import cc4_memory
+    from . import cc4_memory, cc4_networks
 except ImportError:  # imported as a top-level module (a directory on sys.path)
     import cc4_memory
+    import cc4_networks
 
 _DTYPES = {"F32": np.float32, "F64": np.float64, "I64": np.int64}
 
@@ -39,25 +39,12 @@ def read_safetensors(data: bytes) -> dict[str, torch.Tensor]:
     return tensors
 
 
-def _mlp(sizes: list[int], activation: type[nn.Module]) -> nn.Sequential:
-    layers: list[nn.Module] = []
-    for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
-        layers.append(nn.Linear(n_in, n_out))
-        if i < len(sizes) - 2:
-            layers.append(activation())
-    return nn.Sequential(*layers)
-
-
 class CC4Policy:
     """The actor networks of one cage-sf checkpoint."""
 
     def __init__(self, config: dict, tensors: dict[str, torch.Tensor]):
         self.config = config
-        activation = {"relu": nn.ReLU, "elu": nn.ELU, "tanh": nn.Tanh}[config["nonlinearity"]]
-        self.actors = nn.ModuleList(
-            _mlp([cc4_memory.feature_size(layout), *config["hidden"], len(layout["durations"])], activation)
-            for layout in config["layouts"]
-        )
+        self.actors = cc4_networks.make_actors(config)
         self.actors.load_state_dict({k[len("actors.") :]: v for k, v in tensors.items() if k.startswith("actors.")})
         self.actors.eval()
 
@@ -69,8 +56,8 @@ class CC4Policy:
 
     @torch.no_grad()
     def logits(self, features: np.ndarray, kind: int, mask: np.ndarray) -> torch.Tensor:
-        logits = self.actors[kind](torch.from_numpy(features))
         valid = torch.from_numpy(np.array(mask, dtype=bool))
+        logits = self.actors.logits(torch.from_numpy(features)[None], valid[None].float(), kind)[0]
         return logits.masked_fill(~valid, self.config["masked_logit"])
 
 

@@ -29,6 +29,21 @@ def feature_size(layout: dict) -> int:
     return layout["obs_size"] + AGENT_FEATURES + HOST_FEATURES * len(layout["process_flags"])
 
 
+def feature_index(layout: dict) -> dict[str, np.ndarray]:
+    """Where each entity's inputs sit in `AgentMemories.features()` (for the entity model):
+    host [slots, 2 + HOST_FEATURES]: the slot's process and connection flags, then its memory;
+    subnet [subnets, 27]: the defended subnet's one-hot, blocked sources and comms policy;
+    agent [1 + AGENT_FEATURES + 32]: the phase, the agent's own features, the messages it received."""
+    obs_size, slots = layout["obs_size"], len(layout["process_flags"])
+    flags = np.stack([layout["process_flags"], layout["connection_flags"]], axis=1)
+    memory = obs_size + AGENT_FEATURES + HOST_FEATURES * np.arange(slots)[:, None] + np.arange(HOST_FEATURES)
+    return {
+        "host": np.concatenate([flags, memory], axis=1),
+        "subnet": np.asarray(layout["subnet_facts"]),
+        "agent": np.concatenate([[layout["phase"]], obs_size + np.arange(AGENT_FEATURES), layout["messages"]]),
+    }
+
+
 class AgentMemories:
     """The episode memories of `n` agents of one type (rows) that step together, as arrays: call `reset(rows)`
     when rows start an episode, then every step `observe(vectors)` and `act(actions, valid, acting)` with the
