@@ -44,6 +44,12 @@ def add_cc4_env_args(parser: argparse.ArgumentParser) -> None:
         help="with batched_sampling: CC4 envs stepped together as one Sample Factory env (5 agents each)",
     )
     group.add_argument(
+        "--cyborg_vector_size",
+        default=2,
+        type=int,
+        help="vector_size on --backend=cyborg unless --vector_size is given on the command line",
+    )
+    group.add_argument(
         "--stagger_episodes",
         default=True,
         type=str2bool,

@@ -117,7 +117,7 @@ DOMAINS: dict[str, Domain] = {
     **dict.fromkeys(
         ("num_workers", "num_envs_per_worker", "worker_num_splits", "policy_workers_per_policy", "num_policies",
          "batch_size", "num_batches_per_epoch", "num_epochs", "rollout", "max_policy_lag", "keep_checkpoints",
-         "stats_avg", "episode_steps", "vector_size", "entity_width"),
+         "stats_avg", "episode_steps", "vector_size", "cyborg_vector_size", "entity_width"),
         AT_LEAST_ONE,
     ),
     **dict.fromkeys(("gamma", "gae_lambda"), PROBABILITY),

@@ -16,7 +16,7 @@ from sample_factory.train import make_runner
 from cage_sf.backends import resolve_backend
 from cage_sf.console import sf_log_muted
 from cage_sf.errors import UsageError
-from cage_sf.presets import build_parser, check_config, parse_config, preset_argv
+from cage_sf.presets import build_parser, check_config, parse_config, parse_overrides, preset_argv
 from cage_sf.run_guard import RunGuard
 
 BACKEND_WHY = {
@@ -25,9 +25,15 @@ BACKEND_WHY = {
 }
 
 
-def derived_argv(cfg: argparse.Namespace) -> list[str]:
-    """Settings resolved from others, passed as explicit arguments so a resumed run sees the same values."""
-    argv = [f"--backend={resolve_backend(cfg.backend)}"]
+def derived_argv(cfg: argparse.Namespace, explicit: set[str]) -> list[str]:
+    """Settings resolved from others, passed as explicit arguments so a resumed run sees the same values.
+    `explicit`: the options given on the command line, which are never replaced."""
+    backend = resolve_backend(cfg.backend)
+    argv = [f"--backend={backend}"]
+    if backend == "cyborg" and "vector_size" not in explicit:
+        # a CybORG env is ~200x slower and far heavier than ours: the simulator's vector size would build
+        # hundreds of CybORG instances on a many-core box
+        argv.append(f"--vector_size={cfg.cyborg_vector_size}")
     if cfg.device == "auto":
         argv.append(f"--device={'gpu' if torch.cuda.is_available() else 'cpu'}")
     if cfg.with_vtrace and not cfg.use_rnn:
@@ -49,7 +55,7 @@ def check_run_dir(cfg: argparse.Namespace) -> None:
 def resolve_config(preset: str, overrides: list[str]) -> argparse.Namespace:
     parser = build_parser()
     argv = preset_argv(preset, overrides, parser)
-    argv += derived_argv(parse_config(parser, argv))
+    argv += derived_argv(parse_config(parser, argv), set(parse_overrides(overrides)))
     cfg = parse_config(parser, argv)
     check_config(cfg)
     return cfg

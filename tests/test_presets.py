@@ -53,6 +53,14 @@ def test_training_uses_the_simulator_unless_cyborg_is_asked_for():
     assert resolve_config("default", []).backend == "sim"
 
 
+def test_cyborg_gets_small_vectors_unless_the_command_line_says_otherwise(monkeypatch):
+    """The simulator's 16 envs per vector would build 64 CybORG instances on 2 workers (512 on 16)."""
+    monkeypatch.setattr("cage_sf.backends.cyborg_available", lambda: True)
+    assert resolve_config("default", ["--backend=cyborg"]).vector_size == 2
+    assert resolve_config("default", ["--backend=cyborg", "--vector_size=4"]).vector_size == 4
+    assert resolve_config("default", ["--backend=sim"]).vector_size == 16
+
+
 def test_preset_from_a_yaml_path(tmp_path):
     path = tmp_path / "mine.yaml"
     path.write_text("extends: smoke\nnum_workers: 1\n")
