@@ -8,7 +8,7 @@ import torch
 from cage_sf import cc4
 from cage_sf.models import model_config
 from cage_sf.submission_template.cc4_memory import feature_index, feature_size
-from cage_sf.submission_template.cc4_networks import EntityActors, make_actors
+from cage_sf.submission_template.cc4_networks import EntityActors, _first_layer, make_actors
 from cage_sf.train import resolve_config
 
 KINDS = (cc4.SMALL, cc4.LARGE)
@@ -105,6 +105,22 @@ def test_no_host_valid_gives_finite_logits_and_gradients(actors, kind):
     logits = actors.logits(features, only_sleep, kind)
     logits.sum().backward()
     assert torch.isfinite(logits).all() and torch.isfinite(features.grad).all()
+
+
+def test_the_host_heads_first_layer_is_the_linear_map_of_host_subnet_and_context():
+    """`_first_layer` computes the subnet and context parts once; the result is the plain concatenated input's."""
+    torch.manual_seed(0)
+    width, subnets, per_subnet = 8, 3, 16
+    linear = torch.nn.Linear(3 * width, 5)
+    hosts, subnet, context = (
+        torch.randn(2, subnets * per_subnet, width),
+        torch.randn(2, subnets, width),
+        torch.randn(2, width),
+    )
+    concatenated = torch.cat(
+        [hosts, subnet.repeat_interleave(per_subnet, dim=1), context[:, None].expand(-1, subnets * per_subnet, -1)], 2
+    )
+    torch.testing.assert_close(_first_layer(linear, hosts, subnet, context), linear(concatenated))
 
 
 def test_the_entity_actor_is_smaller_than_the_mlp():

@@ -83,6 +83,17 @@ class _Indices(nn.Module):
             self.register_buffer(name, torch.as_tensor(np.asarray(value)), persistent=False)
 
 
+def _first_layer(linear: nn.Linear, hosts: Tensor, subnet: Tensor, context: Tensor) -> Tensor:
+    """`linear` over [host, its subnet, context] for every host, without building that [B, slots, 3W] input:
+    the subnet and context parts are computed once per subnet and once per agent, not once per host."""
+    batch, slots, width = hosts.shape
+    subnets = subnet.shape[1]
+    from_host, from_subnet, from_context = linear.weight.split(width, dim=1)
+    shared = subnet @ from_subnet.T + (context @ from_context.T + linear.bias)[:, None]  # [B, subnets, W]
+    by_subnet = (hosts @ from_host.T).view(batch, subnets, slots // subnets, -1) + shared[:, :, None]
+    return by_subnet.view(batch, slots, -1)
+
+
 class _Heads(nn.Module):
     def __init__(self, width: int, activation: type[nn.Module]):
         super().__init__()
@@ -121,8 +132,7 @@ class EntityActors(nn.Module):
         pooled = [subnet.mean(dim=1), subnet.amax(dim=1)]
         context = self.context(torch.cat([features[:, index.agent], *pooled], dim=1))  # [B, W]
 
-        per_slot = subnet.repeat_interleave(slots // subnets, dim=1)
-        host_logits = heads.host(torch.cat([hosts, per_slot, context[:, None].expand(-1, slots, -1)], dim=2))
+        host_logits = heads.host[1:](_first_layer(heads.host[0], hosts, subnet, context))
         traffic = heads.traffic(torch.cat([subnet, context[:, None].expand(-1, subnets, -1)], dim=2))
         traffic = traffic.view(batch, subnets, len(TRAFFIC_COMMANDS), SOURCES).transpose(1, 2)
         flat = [host_logits.transpose(1, 2).reshape(batch, -1), traffic.reshape(batch, -1), heads.own(context)]
