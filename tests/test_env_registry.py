@@ -1,6 +1,7 @@
 import gc
 from types import SimpleNamespace
 
+import numpy as np
 import pytest
 
 from cage_sf.env_registry import make_cc4_env
@@ -36,7 +37,14 @@ def test_batched_sampling_gets_a_vector_of_envs_as_arrays(restore_gc):
         host_memory=True,
         batched_sampling=True,
         vector_size=3,
+        stagger_episodes=True,
     )
     env = make_cc4_env("cc4", cfg)
     obs, _ = env.reset()
     assert env.num_agents == 15 and obs["obs"].shape[0] == obs["valid_actions"].shape[0] == 15
+    ends = {}  # staggered over the episode length: env k's first episode ends after k * 20 // 3 steps
+    for step in range(1, 15):
+        obs, _, terminated, truncated, _ = env.step(np.argmax(obs["valid_actions"], axis=1))
+        for k in np.flatnonzero((terminated | truncated)[::5]):
+            ends.setdefault(int(k), step)
+    assert ends == {1: 6, 2: 13}
