@@ -1,6 +1,11 @@
 """The entity actor (`submission_template/cc4_networks.py`): every host scored by the same weights from its
 own inputs, logits in CybORG's action order, whichever hosts exist."""
 
+import json
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -130,3 +135,14 @@ def test_the_entity_actor_is_smaller_than_the_mlp():
         for actor in ("mlp", "entity")
     }
     assert sizes["entity"] < sizes["mlp"] / 2
+
+
+def test_the_model_cost_benchmark_times_every_actor():
+    """bench/model_cost.py runs end to end on a tiny batch and reports each actor and the ratio."""
+    repo = Path(__file__).resolve().parent.parent
+    result = subprocess.run(
+        [sys.executable, "bench/model_cost.py", "--batch=10", "--repeats=1"],
+        cwd=repo, capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert set(report["us_per_sample"]) == {"mlp", "entity"} and report["ratio"] > 0
