@@ -51,8 +51,6 @@ def model_config(cfg: Config) -> dict:
         "format": "cage-sf/2",
         "actor": settings.get("actor", "mlp"),
         "entity_width": settings.get("entity_width", 64),
-        "features": list(FEATURES),
-        "num_actions": list(cc4.NUM_ACTIONS),
         "hidden": list(settings["encoder_mlp_layers"]),
         "nonlinearity": settings["nonlinearity"],
         "masked_logit": MASKED_LOGIT,
