@@ -6,7 +6,8 @@ same observation dict:
   team          every agent's features and the step: what the value networks see (the reward is the team's)
   agent_type    0 for blue_agent_0..3 (small subnet), 1 for blue_agent_4 (large subnet)
   valid_actions 242 flags: the backend's action mask padded with False; only Sleep while the agent is busy
-and one Discrete(242) action space.
+and one Discrete(242) action space; with `messages`, a tuple of it and 8 Discrete(2): the bits the agent sends
+its team this step (delivered through the backend's `messages`, seen by the others in this step's observation).
 
 Every agent is active every step. While an agent's multi-step action runs, Sleep is its only valid action
 (probability 1: no policy gradient, importance ratio 1) and nothing is submitted for it (CybORG would drop
@@ -46,6 +47,12 @@ _SLEEP = np.array([cc4.sleep_action(cc4.agent_type(a)) for a in cc4.AGENTS])
 _AGENT_ACTIONS = np.array([cc4.NUM_ACTIONS[cc4.agent_type(a)] for a in cc4.AGENTS])
 
 
+def action_space(messages: bool) -> spaces.Space:
+    if not messages:
+        return spaces.Discrete(NUM_ACTIONS)
+    return spaces.Tuple([spaces.Discrete(NUM_ACTIONS)] + [spaces.Discrete(2)] * cc4.MESSAGE_LENGTH)
+
+
 def observation_space() -> spaces.Dict:
     return spaces.Dict(
         {
@@ -80,11 +87,13 @@ class CC4VectorEnv(gym.Env):
         host_memory: bool = True,
         render_mode: str | None = None,
         stagger_steps: int = 0,
+        messages: bool = False,
     ):
         k = self.num_envs = num_envs
         self.num_agents = AGENTS_PER_ENV * k
         self.observation_space = observation_space()
-        self.action_space = spaces.Discrete(NUM_ACTIONS)
+        self.action_space = action_space(messages)
+        self._messages = messages
         self.render_mode = render_mode
         self._make_backend = make_backend
         self._step_timeout_s = step_timeout_s
@@ -116,7 +125,14 @@ class CC4VectorEnv(gym.Env):
         return self._observe(), [{} for _ in range(self.num_agents)]
 
     def step(self, actions):
-        actions = np.asarray(actions, np.int64).reshape(self.num_envs, AGENTS_PER_ENV)
+        """`actions`: one per agent; with messages, a row per agent: the action, then the 8 bits it sends."""
+        actions = np.asarray(actions, np.int64)
+        messages = [None] * self.num_envs
+        if self._messages:
+            bits = actions[:, 1:].reshape(self.num_envs, AGENTS_PER_ENV, cc4.MESSAGE_LENGTH)
+            messages = [dict(zip(cc4.AGENTS, sent, strict=True)) for sent in bits]
+            actions = actions[:, 0]
+        actions = actions.reshape(self.num_envs, AGENTS_PER_ENV)
         actions = np.where(actions < _AGENT_ACTIONS, actions, _SLEEP)  # padding indices mean Sleep
         acting = ~self.busy()
         valid = np.take_along_axis(self._episode_valid, actions[..., None], axis=2)[..., 0] > 0
@@ -133,7 +149,7 @@ class CC4VectorEnv(gym.Env):
             submitted = {a: int(i) for a, i, act in zip(cc4.AGENTS, actions[env], acting[env], strict=True) if act}
             started = time.perf_counter()
             try:
-                obs, agent_rewards, agent_terminated, agent_truncated, _ = backend.step(submitted)
+                obs, agent_rewards, agent_terminated, agent_truncated, _ = backend.step(submitted, messages[env])
             except Exception:
                 self._recover_from_fault(env, "raised an exception", truncated, infos, exc_info=True)
                 continue
@@ -239,8 +255,9 @@ class CC4SampleFactoryEnv(gym.Env):
         step_timeout_s: float,
         host_memory: bool = True,
         render_mode: str | None = None,
+        messages: bool = False,
     ):
-        self._vector = CC4VectorEnv(make_backend, 1, step_timeout_s, host_memory, render_mode)
+        self._vector = CC4VectorEnv(make_backend, 1, step_timeout_s, host_memory, render_mode, messages=messages)
         self.observation_space = self._vector.observation_space
         self.action_space = self._vector.action_space
         self.render_mode = render_mode

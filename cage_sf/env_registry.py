@@ -50,6 +50,12 @@ def add_cc4_env_args(parser: argparse.ArgumentParser) -> None:
         help="vector_size on --backend=cyborg unless --vector_size is given on the command line",
     )
     group.add_argument(
+        "--messages",
+        default=False,
+        type=str2bool,
+        help="each agent also sends its team 8 bits per step, sampled by the policy and learned with its actions",
+    )
+    group.add_argument(
         "--stagger_episodes",
         default=True,
         type=str2bool,
@@ -64,9 +70,11 @@ def make_cc4_env(
     backend = functools.partial(make_backend, cfg.backend, steps=cfg.episode_steps)
     if cfg.batched_sampling:
         stagger = cfg.episode_steps if cfg.stagger_episodes else 0
-        env = CC4VectorEnv(backend, cfg.vector_size, cfg.step_timeout_s, cfg.host_memory, render_mode, stagger)
+        env = CC4VectorEnv(
+            backend, cfg.vector_size, cfg.step_timeout_s, cfg.host_memory, render_mode, stagger, cfg.messages
+        )
     else:
-        env = CC4SampleFactoryEnv(backend, cfg.step_timeout_s, cfg.host_memory, render_mode)
+        env = CC4SampleFactoryEnv(backend, cfg.step_timeout_s, cfg.host_memory, render_mode, cfg.messages)
     tune_garbage_collector()
     return env
 

@@ -21,6 +21,7 @@ from cage_sf import cc4
 from cage_sf.backends import make_backend
 from cage_sf.errors import UsageError
 from cage_sf.plots import plot_evaluation
+from cage_sf.submission_template.cc4_agent import MessageRelay
 
 EPISODE_LENGTH = 500
 
@@ -67,6 +68,7 @@ def play(agents: dict, env, episodes: int, progress: str | None = None) -> tuple
     the return and the reward per phase of every episode."""
     for agent in agents.values():
         agent.attach(env)
+    env = MessageRelay(env, agents)
 
     def choose(observations: dict[str, np.ndarray]) -> dict[str, int]:
         return {

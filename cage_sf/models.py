@@ -5,7 +5,9 @@ over their own features (CC4 vector + memory; `--actor`: an MLP per type, or the
 host encoders and per-type heads, `submission_template/cc4_networks.py`, which the exported agent runs) and
 their own value MLP over the whole team's features (the reward is the team's); every sample is routed by its
 `agent_type` observation. Masked logits are a large finite negative number, so sampling, the learner's
-log-probs, entropy and KL all agree.
+log-probs, entropy and KL all agree. With `--messages` each agent also samples the 8 bits it sends its team
+this step (the env's action space is then a tuple: the action, then 8 two-way bits); their log-probs add to
+the action's, so V-trace and the policy gradient train the message heads with the rest.
 
 The four small-subnet agents of one env step share the team input, so each critic runs once per distinct
 input row (the same values and gradients, about a third less of the learner's cost). With V-trace the
@@ -29,7 +31,7 @@ from torch import Tensor, nn
 
 from cage_sf import cc4, sf_compat
 from cage_sf.adapter import FEATURES, NUM_ACTIONS, OBS_SIZE, TEAM_SIZE
-from cage_sf.submission_template.cc4_networks import ACTIVATIONS, make_actors, mlp
+from cage_sf.submission_template.cc4_networks import ACTIVATIONS, MESSAGE_BITS, make_actors, mlp
 
 sf_compat.apply()
 
@@ -51,6 +53,7 @@ def model_config(cfg: Config) -> dict:
         "format": "cage-sf/2",
         "actor": settings.get("actor", "mlp"),
         "entity_width": settings.get("entity_width", 64),
+        "messages": settings.get("messages", False),
         "hidden": list(settings["encoder_mlp_layers"]),
         "nonlinearity": settings["nonlinearity"],
         "masked_logit": MASKED_LOGIT,
@@ -62,6 +65,7 @@ class CC4ActorCritic(ActorCritic):
     def __init__(self, obs_space: ObsSpace, action_space: ActionSpace, cfg: Config):
         super().__init__(obs_space, action_space, cfg)  # feed-forward, separate critics: presets.COMBINATIONS
         self.values_at_inference = not cfg.with_vtrace  # GAE reads the values the inference worker stored
+        self.messages = cfg.messages
         activation = ACTIVATIONS[cfg.nonlinearity]
         self.actors = make_actors(model_config(cfg))
         self.critics = nn.ModuleList(
@@ -99,10 +103,15 @@ class CC4ActorCritic(ActorCritic):
             return result
 
         logits = core_output.new_full((core_output.shape[0], NUM_ACTIONS), MASKED_LOGIT)
+        message_logits = core_output.new_zeros((core_output.shape[0], 2 * MESSAGE_BITS * self.messages))
         for kind, idx in enumerate(rows):
             actions = cc4.NUM_ACTIONS[kind]
-            logits[idx, :actions] = self.actors.logits(obs[idx, : FEATURES[kind]], valid[idx, :actions], kind)
+            out = self.actors.logits(obs[idx, : FEATURES[kind]], valid[idx, :actions], kind)
+            logits[idx, :actions] = out[:, :actions]
+            message_logits[idx] = out[:, actions:]
         logits = logits.masked_fill(valid < 0.5, MASKED_LOGIT)
+        if self.messages:
+            logits = torch.cat([logits, message_logits], dim=1)
 
         self.last_action_distribution = get_action_distribution(self.action_space, logits)
         result["action_logits"] = logits
@@ -130,16 +139,21 @@ class CC4ActorCritic(ActorCritic):
 
     def _maybe_sample_actions(self, sample_actions: bool, result: TensorDict) -> None:
         """Inverse-CDF sampling with one uniform number per agent: the same categorical distribution as SF's
-        `torch.multinomial`, which draws an exponential per action (242 per agent), half the inference cost."""
+        `torch.multinomial`, which draws an exponential per action (242 per agent), half the inference cost.
+        Message bits (a tuple action space) are sampled alongside; the log-prob is the sum, as SF's learner takes it."""
         if not sample_actions:
             return
         distribution = self.last_action_distribution
-        probs = distribution.probs
+        parts = distribution.distributions if self.messages else [distribution]
+        probs = parts[0].probs
         cdf = probs.cumsum(dim=1)
         u = torch.rand(cdf.shape[0], 1, device=cdf.device) * cdf[:, -1:]
         actions = torch.searchsorted(cdf, u, right=True).clamp_(max=cdf.shape[1] - 1)
         # u rounded up to the total (p ~ 1e-7) would land on a masked action: take the likeliest one instead
         actions = torch.where(probs.gather(1, actions) > 0, actions, probs.argmax(dim=1, keepdim=True))
+        if self.messages:
+            bit_probs = torch.stack([bit.probs[:, 1] for bit in parts[1:]], dim=1)
+            actions = torch.cat([actions, (torch.rand_like(bit_probs) < bit_probs).long()], dim=1)
         result["log_prob_actions"] = distribution.log_prob(actions)
         result["actions"] = actions.squeeze(1)
 

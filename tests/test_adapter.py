@@ -238,3 +238,30 @@ def test_slow_step_counts_as_fault():
     *_, truncated, infos = env.step(SLEEP)
     assert truncated == [True] * 5 and infos[0]["episode_extra_stats"]["cc4/env_fault"] == 1.0
     assert len(backends) == 2
+
+
+def test_messages_reach_the_other_agents_in_this_steps_observation():
+    """With messages, each agent's row is its action then 8 bits; the backend delivers them in the same step and
+    every agent sees the other four agents' bits, senders in ascending order (CC4_SPEC §3.5)."""
+    env = CC4VectorEnv(lambda: make_backend("sim"), 2, 5.0, messages=True)
+    assert env.action_space[0].n == 242 and len(env.action_space) == 1 + cc4.MESSAGE_LENGTH
+    obs, _ = env.reset(seed=3)
+    rng = np.random.default_rng(0)
+    for _ in range(5):
+        bits = rng.integers(0, 2, (env.num_agents, cc4.MESSAGE_LENGTH))
+        actions = np.concatenate([random_valid_actions(obs["valid_actions"], rng)[:, None], bits], axis=1)
+        obs, *_ = env.step(actions)
+        for row in range(env.num_agents):
+            env_bits, agent = bits[row - row % 5 : row - row % 5 + 5], row % 5
+            layout = cc4.agent_layout(cc4.agent_type(cc4.AGENTS[agent]))
+            received = obs["obs"][row, layout["messages"]]
+            np.testing.assert_array_equal(received, np.delete(env_bits, agent, axis=0).ravel())
+
+
+def test_the_single_env_form_takes_the_same_rows_per_agent():
+    env = CC4SampleFactoryEnv(lambda: make_backend("sim"), 5.0, messages=True)
+    env.reset(seed=0)
+    sleep = [cc4.sleep_action(cc4.agent_type(a)) for a in cc4.AGENTS]
+    obs, *_ = env.step([[action, *([i % 2] * cc4.MESSAGE_LENGTH)] for i, action in enumerate(sleep)])
+    layout = cc4.agent_layout(cc4.SMALL)
+    assert obs[0]["obs"][layout["messages"]].tolist() == [1.0] * 8 + [0.0] * 8 + [1.0] * 8 + [0.0] * 8

@@ -2,6 +2,7 @@
 
 from statistics import mean
 
+import numpy as np
 import pytest
 
 from cage_sf import cc4
@@ -50,3 +51,21 @@ def test_busy_agent_may_only_sleep_on_cyborg():
         only_sleep.append(obs["valid_actions"][4].sum() == 1)
         assert env._backends[0].busy_agents() == ({"blue_agent_4"} if only_sleep[-1] else set())
     assert only_sleep == [True, True, True, True, False]
+
+
+def test_messages_reach_the_same_observation_slots_as_in_our_simulator():
+    """The same messages through real CybORG and our simulator: every agent sees the same 32 message bits."""
+    from cage_sf.sim import make_cc4
+
+    rng = np.random.default_rng(0)
+    cyborg, sim = CybORGBackend(seed=2), make_cc4(seed=2)
+    cyborg.reset(seed=2)
+    sim.reset(seed=2)
+    for _ in range(3):
+        messages = {agent: rng.integers(0, 2, cc4.MESSAGE_LENGTH) for agent in cc4.AGENTS}
+        seen = [backend.step(dict(SLEEP), messages)[0] for backend in (cyborg, sim)]
+        for agent in cc4.AGENTS:
+            slots = cc4.agent_layout(cc4.agent_type(agent))["messages"]
+            expected = np.concatenate([messages[sender] for sender in cc4.AGENTS if sender != agent])
+            np.testing.assert_array_equal(np.asarray(seen[0][agent])[slots], expected)
+            np.testing.assert_array_equal(np.asarray(seen[1][agent])[slots], expected)

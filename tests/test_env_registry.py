@@ -19,7 +19,12 @@ def test_env_factory_builds_the_adapter_and_tunes_the_collector(restore_gc):
     """Rollout workers step CybORG faster with the collector tuned (bench/train_throughput.py --raw_gc_tuned)."""
     gc.unfreeze()
     cfg = SimpleNamespace(
-        backend="synthetic", episode_steps=20, step_timeout_s=5.0, host_memory=True, batched_sampling=False
+        backend="synthetic",
+        episode_steps=20,
+        step_timeout_s=5.0,
+        host_memory=True,
+        batched_sampling=False,
+        messages=False,
     )
     env = make_cc4_env("cc4", cfg)
     assert env.num_agents == 5 and env.action_space.n == 242
@@ -38,6 +43,7 @@ def test_batched_sampling_gets_a_vector_of_envs_as_arrays(restore_gc):
         batched_sampling=True,
         vector_size=3,
         stagger_episodes=True,
+        messages=False,
     )
     env = make_cc4_env("cc4", cfg)
     obs, _ = env.reset()

@@ -28,7 +28,7 @@ def make_run(tmp_path_factory, overrides: list[str]):
     (run / "checkpoint_p0").mkdir(parents=True)
     cfg = resolve_config("smoke", ["--backend=synthetic", *overrides])
     (run / "config.json").write_text(json.dumps(vars(cfg)))
-    env = CC4SampleFactoryEnv(lambda: make_backend("synthetic"), step_timeout_s=5)
+    env = CC4SampleFactoryEnv(lambda: make_backend("synthetic"), step_timeout_s=5, messages=cfg.messages)
     torch.manual_seed(0)
     model = CC4ActorCritic(env.observation_space, env.action_space, cfg)
     torch.save({"model": model.state_dict(), "env_steps": 10}, run / "checkpoint_p0" / "checkpoint_000000001_10.pth")
@@ -43,6 +43,11 @@ def trained_run(tmp_path_factory):
 @pytest.fixture(scope="module")
 def entity_run(tmp_path_factory):
     return make_run(tmp_path_factory, ["--actor=entity"])
+
+
+@pytest.fixture(scope="module")
+def messaging_runs(tmp_path_factory):
+    return {actor: make_run(tmp_path_factory, [f"--actor={actor}", "--messages=True"]) for actor in ("mlp", "entity")}
 
 
 class Recorder:
@@ -70,18 +75,23 @@ def import_submission_agent(path: Path, monkeypatch):
     return importlib.import_module("cc4_agent")
 
 
-@pytest.mark.parametrize("run_fixture", ["trained_run", "entity_run"])
+@pytest.mark.parametrize("run_fixture", ["trained_run", "entity_run", "messaging_runs"])
 def test_exported_greedy_agents_play_exactly_as_the_trained_model(run_fixture, request, tmp_path, monkeypatch):
     """The exported agents (their own memory, own busy tracking, own copy of the networks) and the training
     adapter + model, side by side on the same simulator episodes: the same action for every agent at every step,
-    for the MLP and the entity actor."""
-    run, model = request.getfixturevalue(run_fixture)
-    out = export(str(run), tmp_path / "submission", checkpoint="latest", mode="greedy")
-    agents = import_submission_agent(out, monkeypatch).load_agents("cc4_agent")
+    for the MLP and the entity actor, and with messages the same 8 bits sent every step (busy or not)."""
+    runs = request.getfixturevalue(run_fixture)
+    for actor, (run, model) in runs.items() if isinstance(runs, dict) else [("", runs)]:
+        out = export(str(run), tmp_path / f"submission{actor}", checkpoint="latest", mode="greedy")
+        agents = import_submission_agent(out, monkeypatch).load_agents("cc4_agent")
+        assert_plays_as_the_model(agents, model)
+
+
+def assert_plays_as_the_model(agents: dict, model: CC4ActorCritic) -> None:
     decisions = []
     for seed in range(3):
         recorder = Recorder(make_backend("sim", seed=seed))
-        env = CC4SampleFactoryEnv(lambda recorder=recorder: recorder, step_timeout_s=5)
+        env = CC4SampleFactoryEnv(lambda recorder=recorder: recorder, step_timeout_s=5, messages=model.messages)
         for agent in agents.values():
             agent.attach(recorder)
         encoded, _ = env.reset()
@@ -91,8 +101,12 @@ def test_exported_greedy_agents_play_exactly_as_the_trained_model(run_fixture, r
                 logits = model(model.normalize_obs(batch), torch.zeros(len(encoded), 2))["action_logits"]
             masks = {a: np.asarray(recorder.info[a]["action_mask"]) for a in cc4.AGENTS}
             exported = [agents[a].get_action(recorder.obs[a], mask=masks[a]) for a in cc4.AGENTS]
-            assert exported == logits.argmax(dim=1).tolist()
+            assert exported == logits[:, : len(masks[cc4.AGENTS[-1]])].argmax(dim=1).tolist()
             decisions += [a for a, e in zip(cc4.AGENTS, encoded, strict=True) if e["valid_actions"].sum() > 1]
+            if model.messages:
+                sent = np.stack([agents[a].message for a in cc4.AGENTS])
+                np.testing.assert_array_equal(sent, logits[:, 242:].view(5, -1, 2).argmax(dim=2).numpy())
+                exported = np.concatenate([np.array(exported)[:, None], sent], axis=1)
             encoded, *_ = env.step(exported)
     assert len(decisions) > 500 and set(decisions) == set(cc4.AGENTS)  # free decisions of both agent types
 
@@ -226,3 +240,37 @@ def test_evaluate_refuses_corrupted_weights_and_non_submissions(trained_run, tmp
         evaluate(submission, episodes=1, seed=0, backend="sim", out=tmp_path / "e")
     with pytest.raises(UsageError, match="is not a cage-sf submission"):
         evaluate(tmp_path, episodes=1, seed=0, backend="sim", out=tmp_path / "e")
+
+
+@pytest.mark.cyborg
+def test_a_submission_with_messages_sends_them_through_cyborgs_evaluation_loop(messaging_runs, tmp_path, monkeypatch):
+    """evaluation.py calls `step(actions)` only: the submission's `wrap` must carry the messages the agents chose
+    into CybORG, where every agent then sees the other four's bits."""
+    from CybORG import CybORG
+    from CybORG.Agents import FiniteStateRedAgent
+    from CybORG.Agents.SimpleAgents.EnterpriseGreenAgent import EnterpriseGreenAgent
+    from CybORG.Simulator.Scenarios import EnterpriseScenarioGenerator
+
+    run, _ = messaging_runs["entity"]
+    out = export(str(run), tmp_path / "submission", checkpoint="latest", mode="sample")
+    monkeypatch.syspath_prepend(str(out))
+    for module in ("submission", "cc4_agent", "cc4_memory", "cc4_networks"):
+        monkeypatch.delitem(sys.modules, module, raising=False)
+    submission = importlib.import_module("submission").Submission
+    scenario = EnterpriseScenarioGenerator(
+        blue_agent_class=None, green_agent_class=EnterpriseGreenAgent, red_agent_class=FiniteStateRedAgent, steps=500
+    )
+    wrapped = submission.wrap(CybORG(scenario, "sim", seed=0))
+    observations, _ = wrapped.reset()
+    sent_any = False
+    for _ in range(5):  # evaluation.py's loop
+        actions = {name: agent.get_action(observations[name], wrapped.action_space(name))
+                   for name, agent in submission.AGENTS.items() if name in wrapped.agents}  # fmt: skip
+        observations, *_ = wrapped.step(actions)
+        sent = {name: agent.message for name, agent in submission.AGENTS.items()}
+        sent_any |= any(bits.any() for bits in sent.values())
+        for name in cc4.AGENTS:
+            slots = cc4.agent_layout(cc4.agent_type(name))["messages"]
+            expected = np.concatenate([sent[other] for other in cc4.AGENTS if other != name])
+            np.testing.assert_array_equal(np.asarray(observations[name])[slots], expected)
+    assert sent_any

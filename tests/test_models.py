@@ -162,3 +162,25 @@ def test_sampled_actions_follow_the_policy_and_never_pick_a_masked_one(env, mode
         assert (frequencies - probs[agent]).abs().max() < 0.03
     chosen_log_probs = torch.log(probs.repeat(n, 1).gather(1, result["actions"].view(-1, 1))).view(-1)
     assert torch.allclose(result["log_prob_actions"], chosen_log_probs, atol=1e-4)
+
+
+def test_message_bits_are_sampled_with_the_action_and_their_log_probs_add():
+    """With messages the action space is (action, 8 bits): the inference worker's samples follow each bit's
+    probability, and its log-prob is the one the learner's tuple distribution gives (action + bits)."""
+    env = CC4SampleFactoryEnv(lambda: SyntheticBackend(seed=0), step_timeout_s=5.0, messages=True)
+    cfg = resolve_config("smoke", ["--backend=synthetic", "--messages=True"])
+    torch.manual_seed(0)
+    model = CC4ActorCritic(env.observation_space, env.action_space, cfg)
+    obs = batch(env, episodes=1)
+    n = 4000
+    many = {k: v.repeat(n, *[1] * (v.dim() - 1)) for k, v in obs.items()}
+    with torch.no_grad():
+        result = model(many, torch.zeros(5 * n, 2))
+    distribution = model.action_distribution()
+    actions = result["actions"]
+    assert actions.shape == (5 * n, 1 + cc4.MESSAGE_LENGTH) and set(actions[:, 1:].unique().tolist()) == {0, 1}
+    assert obs["valid_actions"].repeat(n, 1).gather(1, actions[:, :1]).all()
+    torch.testing.assert_close(result["log_prob_actions"], distribution.log_prob(actions), atol=1e-4, rtol=0)
+    bit_probs = torch.stack([bit.probs[:5, 1] for bit in distribution.distributions[1:]], dim=1)
+    frequencies = actions[:, 1:].view(n, 5, cc4.MESSAGE_LENGTH).float().mean(dim=0)
+    assert (frequencies - bit_probs).abs().max() < 0.03

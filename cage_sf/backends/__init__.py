@@ -14,7 +14,7 @@ from gymnasium import spaces
 
 from cage_sf.errors import UsageError
 
-BACKENDS = ("auto", "cyborg", "sim", "synthetic", "delayed-payoff")
+BACKENDS = ("auto", "cyborg", "sim", "synthetic", "delayed-payoff", "signalling")
 
 CYBORG_INSTALL_HINT = (
     "CybORG CC4 is not installed: clone https://github.com/cage-challenge/cage-challenge-4 "
@@ -84,6 +84,10 @@ def make_backend(name: str, seed: int | None = None, steps: int = 500) -> CC4Env
         from cage_sf.backends.delayed_payoff import DelayedPayoffBackend
 
         return DelayedPayoffBackend(seed=seed, steps=steps)
+    if name == "signalling":
+        from cage_sf.backends.signalling import SignallingBackend
+
+        return SignallingBackend(seed=seed, steps=steps)
     from cage_sf.sim import make_cc4
 
     return make_cc4(seed=seed, steps=steps)

@@ -3,7 +3,9 @@
 Reproduces training exactly: each agent keeps the memory training kept (`cc4_memory.AgentMemories`, the same
 file, one row), the agent type picks the network over those features, invalid actions (the wrapper's action mask)
 are masked. CybORG drops an action submitted while the agent is still busy and still charges a Restore, so
-an agent submits Sleep until its in-flight action has finished, as in training.
+an agent submits Sleep until its in-flight action has finished, as in training. A policy trained with messages
+also picks, every step, the 8 bits the agent sends its team (`CC4Agent.message`); `MessageRelay` hands them to
+the env with the team's actions, since CybORG's `evaluation.py` passes none.
 """
 
 from __future__ import annotations
@@ -55,10 +57,12 @@ class CC4Policy:
         return cls(config, read_safetensors(pkgutil.get_data(package, "model.safetensors")))
 
     @torch.no_grad()
-    def logits(self, features: np.ndarray, kind: int, mask: np.ndarray) -> torch.Tensor:
+    def logits(self, features: np.ndarray, kind: int, mask: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        """The masked action logits and the message bits' logits ([8, 2]; empty without messages)."""
         valid = torch.from_numpy(np.array(mask, dtype=bool))
-        logits = self.actors.logits(torch.from_numpy(features)[None], valid[None].float(), kind)[0]
-        return logits.masked_fill(~valid, self.config["masked_logit"])
+        out = self.actors.logits(torch.from_numpy(features)[None], valid[None].float(), kind)[0]
+        actions, bits = out[: len(valid)], out[len(valid) :].view(-1, 2)
+        return actions.masked_fill(~valid, self.config["masked_logit"]), bits
 
 
 def episode_step(env, calls: int) -> int:
@@ -81,6 +85,7 @@ class CC4Agent:
         layout = policy.config["layouts"][self.kind]
         self.memory = cc4_memory.AgentMemories(layout)
         self.sleep = layout["sleep"]
+        self.message = np.zeros(cc4_networks.MESSAGE_BITS, np.int64) if policy.config.get("messages") else None
         self.env = None
         self._calls = 0
 
@@ -92,17 +97,45 @@ class CC4Agent:
             self.memory.reset()  # a new episode
         self._calls += 1
         self.memory.observe(np.asarray(observation)[None])
-        if self.memory.busy[0]:
+        busy = bool(self.memory.busy[0])
+        if busy and self.message is None:
             return self.sleep
         if mask is None:
             mask = self.env.action_mask(self.name) if self.env is not None else [True] * len(self.memory.durations)
-        logits = self.policy.logits(self.memory.features()[0], self.kind, mask)
-        if self.greedy:
-            action = int(torch.argmax(logits))
-        else:
-            action = int(torch.distributions.Categorical(logits=logits).sample())
+        if busy:  # the message only; the networks see the mask training saw while busy: Sleep alone
+            mask = np.arange(len(mask)) == self.sleep
+        logits, bits = self.policy.logits(self.memory.features()[0], self.kind, mask)
+        if self.message is not None:  # sent every step, busy or not, as in training
+            self.message = self._choose(bits).numpy()
+        if busy:
+            return self.sleep
+        action = int(self._choose(logits[None])[0])
         self.memory.act(np.array([action]), np.array([bool(mask[action])]), np.array([True]))
         return action
+
+    def _choose(self, logits: torch.Tensor) -> torch.Tensor:
+        """One choice per row of logits: the likeliest, or sampled."""
+        if self.greedy:
+            return torch.argmax(logits, dim=1)
+        return torch.distributions.Categorical(logits=logits).sample()
+
+
+class MessageRelay:
+    """An env whose `step(actions)` also sends the agents' messages (each agent's `message` after its
+    `get_action`; agents without one send none): CybORG's `evaluation.py` calls `step(actions)` only.
+    Everything else is the env's."""
+
+    def __init__(self, env, agents: dict):
+        self.env = env
+        self.agents = agents
+
+    def step(self, actions: dict[str, int]):
+        sent = {name: getattr(agent, "message", None) for name, agent in self.agents.items()}
+        messages = {name: bits for name, bits in sent.items() if bits is not None}
+        return self.env.step(actions, messages=messages or None)
+
+    def __getattr__(self, name: str):
+        return getattr(self.env, name)
 
 
 def load_agents(package: str) -> dict[str, CC4Agent]:

@@ -10,6 +10,9 @@ and its action mask to logits over its own actions.
           agent's own features and the messages it received. Per agent type, output heads give per-host
           logits (Analyse, Remove, Restore, DeployDecoy), per-subnet logits (Allow and Block from each of the
           8 other subnets) and Monitor / Sleep: the same weights score every host, whichever slots exist.
+
+With `messages` (model.json), both kinds also give 2 logits per bit of the 8-bit message the agent sends each
+step (after its action logits): the message is sampled with the action and trained with it.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ HOST_COMMANDS = ("Analyse", "Remove", "Restore", "DeployDecoy")  # per-host logi
 TRAFFIC_COMMANDS = ("AllowTrafficZone", "BlockTrafficZone")  # per-subnet logits: 8 sources each
 OWN_COMMANDS = ("Monitor", "Sleep")
 SOURCES = 8  # the other subnets a defended subnet's traffic rules name
+MESSAGE_BITS = 8  # CC4: every agent may send 8 bits per step to the other four
 
 
 def mlp(sizes: list[int], activation: type[nn.Module]) -> nn.Sequential:
@@ -39,17 +43,19 @@ def mlp(sizes: list[int], activation: type[nn.Module]) -> nn.Sequential:
 
 def make_actors(config: dict) -> MLPActors | EntityActors:
     activation = ACTIVATIONS[config["nonlinearity"]]
+    message_logits = 2 * MESSAGE_BITS if config.get("messages", False) else 0
     if config.get("actor", "mlp") == "entity":
-        return EntityActors(config["layouts"], config["entity_width"], activation)
-    return MLPActors(config["layouts"], config["hidden"], activation)
+        return EntityActors(config["layouts"], config["entity_width"], activation, message_logits)
+    return MLPActors(config["layouts"], config["hidden"], activation, message_logits)
 
 
 class MLPActors(nn.ModuleList):
     """One MLP per agent type over its flat features."""
 
-    def __init__(self, layouts: list[dict], hidden: list[int], activation: type[nn.Module]):
+    def __init__(self, layouts: list[dict], hidden: list[int], activation: type[nn.Module], message_logits: int = 0):
         super().__init__(
-            mlp([cc4_memory.feature_size(layout), *hidden, len(layout["durations"])], activation) for layout in layouts
+            mlp([cc4_memory.feature_size(layout), *hidden, len(layout["durations"]) + message_logits], activation)
+            for layout in layouts
         )
 
     def logits(self, features: Tensor, valid: Tensor, kind: int) -> Tensor:
@@ -95,24 +101,24 @@ def _first_layer(linear: nn.Linear, hosts: Tensor, subnet: Tensor, context: Tens
 
 
 class _Heads(nn.Module):
-    def __init__(self, width: int, activation: type[nn.Module]):
+    def __init__(self, width: int, activation: type[nn.Module], message_logits: int):
         super().__init__()
         self.host = mlp([3 * width, width, len(HOST_COMMANDS)], activation)
         self.traffic = mlp([2 * width, width, len(TRAFFIC_COMMANDS) * SOURCES], activation)
-        self.own = mlp([width, width, len(OWN_COMMANDS)], activation)
+        self.own = mlp([width, width, len(OWN_COMMANDS) + message_logits], activation)  # Monitor, Sleep, message
 
 
 class EntityActors(nn.Module):
     """Shared host, subnet and context encoders; output heads per agent type (see the module docstring)."""
 
-    def __init__(self, layouts: list[dict], width: int, activation: type[nn.Module]):
+    def __init__(self, layouts: list[dict], width: int, activation: type[nn.Module], message_logits: int = 0):
         super().__init__()
         index = cc4_memory.feature_index(layouts[0])
         host_inputs = index["host"].shape[1] + 2  # + exists, server
         self.host = mlp([host_inputs, width, width], activation)
         self.subnet = mlp([index["subnet"].shape[1] + 2 * width, width, width], activation)
         self.context = mlp([len(index["agent"]) + 2 * width, 2 * width, width], activation)
-        self.heads = nn.ModuleList(_Heads(width, activation) for _ in layouts)
+        self.heads = nn.ModuleList(_Heads(width, activation, message_logits) for _ in layouts)
         self.indices = nn.ModuleList(_Indices(layout) for layout in layouts)
 
     def logits(self, features: Tensor, valid: Tensor, kind: int) -> Tensor:
@@ -135,5 +141,6 @@ class EntityActors(nn.Module):
         host_logits = heads.host[1:](_first_layer(heads.host[0], hosts, subnet, context))
         traffic = heads.traffic(torch.cat([subnet, context[:, None].expand(-1, subnets, -1)], dim=2))
         traffic = traffic.view(batch, subnets, len(TRAFFIC_COMMANDS), SOURCES).transpose(1, 2)
-        flat = [host_logits.transpose(1, 2).reshape(batch, -1), traffic.reshape(batch, -1), heads.own(context)]
-        return torch.cat(flat, dim=1)[:, index.order]
+        own = heads.own(context)
+        flat = [host_logits.transpose(1, 2).reshape(batch, -1), traffic.reshape(batch, -1), own[:, : len(OWN_COMMANDS)]]
+        return torch.cat([torch.cat(flat, dim=1)[:, index.order], own[:, len(OWN_COMMANDS) :]], dim=1)

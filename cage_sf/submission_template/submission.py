@@ -25,8 +25,9 @@ class Submission:
     TECHNIQUE: str = _INFO["technique"]
     AGENTS: dict = cc4_agent.load_agents(cc4_agent.__name__)
 
-    def wrap(env: CybORG) -> EnterpriseMAE:
+    def wrap(env: CybORG) -> cc4_agent.MessageRelay:
+        """CybORG's wrapper, whose steps also carry the agents' messages (evaluation.py sends none itself)."""
         wrapped = EnterpriseMAE(env)
         for agent in Submission.AGENTS.values():
             agent.attach(wrapped)
-        return wrapped
+        return cc4_agent.MessageRelay(wrapped, Submission.AGENTS)
