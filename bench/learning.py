@@ -69,6 +69,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--train_dir", default=str(Path.home() / "cage-sf-bench" / "runs"))
     parser.add_argument("--experiment", help="run name (default: learning-<preset>)")
     parser.add_argument("--episodes", type=int, default=100, help="simulator evaluation episodes")
+    parser.add_argument("--select_episodes", type=int, default=30, help="export: simulator episodes per candidate")
     parser.add_argument("--eval_seed", type=int, default=0, help="seed of the evaluations (CybORG: first seed)")
     parser.add_argument("--cyborg_episodes", type=int, default=50, help="CybORG episodes per evaluation (0: none)")
     parser.add_argument("--workers", type=int, default=os.cpu_count(), help="parallel CybORG evaluation processes")
@@ -184,7 +185,7 @@ def export(args: argparse.Namespace) -> Path:
     submission = args.train_dir / f"{args.experiment}-submission"
     command = [
         sys.executable, "-m", "cage_sf", "export", args.experiment, f"--train_dir={args.train_dir}",
-        f"--out={submission}", "--force",
+        f"--out={submission}", f"--select-episodes={args.select_episodes}", "--force",
     ]  # fmt: skip
     print(f"== export: cage-sf {' '.join(command[3:])}", flush=True)
     if stream(command) != 0:

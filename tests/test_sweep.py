@@ -1,0 +1,102 @@
+"""bench/sweep.py: an Optuna study over the learning benchmark, shared through its storage."""
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import optuna
+import pytest
+import yaml
+
+from cage_sf.errors import UsageError
+from cage_sf.train import resolve_config
+
+REPO = Path(__file__).resolve().parent.parent
+_spec = importlib.util.spec_from_file_location("bench_sweep", REPO / "bench" / "sweep.py")
+sweep = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(sweep)
+
+
+def write(tmp_path: Path, text: str) -> str:
+    path = tmp_path / "s.yaml"
+    path.write_text(text)
+    return str(path)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("preset: smoke\nspace: {a: {log: [1, 2]}}\nbatch: 3\n", "unknown key(s) batch"),
+        ("preset: smoke\n", "`space` must map"),
+        ("preset: smoke\nspace: {lr: {log: [0, 1]}}\n", "lr must be {log: [lo, hi]} (0 < lo < hi)"),
+        ("preset: smoke\nspace: {lr: {uniform: [2, 1]}}\n", "lr must be"),
+        ("preset: smoke\nspace: {lr: {normal: [0, 1]}}\n", "lr must be"),
+        ("preset: smoke\nspace: {lr: {choice: []}}\n", "lr must be"),
+    ],
+)
+def test_a_bad_sweep_file_is_one_line_naming_the_problem(tmp_path, text, message):
+    with pytest.raises(UsageError, match="^s.yaml: ") as error:
+        sweep.load_spec(write(tmp_path, text))
+    assert message in str(error.value) and "\n" not in str(error.value)
+
+
+def test_an_unknown_sweep_name_lists_the_sweep_files(capsys):
+    assert sweep.main(["nope"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("bench/sweep.py: error: unknown sweep 'nope'") and "leaderboard" in err
+
+
+def test_every_point_of_the_shipped_sweep_is_a_valid_training_config():
+    """Each choice and both ends of each range, with the fixed settings, resolve as training would."""
+    spec = sweep.load_spec("leaderboard")
+    for name, dist in spec["space"].items():
+        kind, values = next(iter(dist.items()))
+        for value in values:
+            trial = optuna.trial.FixedTrial(
+                {n: (value if n == name else next(iter(d.values()))[0]) for n, d in spec["space"].items()}
+            )
+            params = sweep.suggest(trial, spec["space"])
+            cfg = resolve_config(spec["preset"], sweep.overrides(spec["fixed"] | params))
+            assert getattr(cfg, name) == value and cfg.actor == spec["fixed"]["actor"]
+
+
+def test_a_trials_run_is_named_by_its_parameters():
+    """A retried trial (same parameters) resumes the same run; other parameters get another run."""
+    assert sweep.run_name("s", {"a": 1, "b": 0.5}) == sweep.run_name("s", {"b": 0.5, "a": 1})
+    assert sweep.run_name("s", {"a": 1, "b": 0.5}) != sweep.run_name("s", {"a": 2, "b": 0.5})
+
+
+@pytest.mark.slow
+def test_two_processes_add_trials_to_one_study_and_the_best_becomes_a_preset(tmp_path, monkeypatch):
+    """Two sweep processes on one storage: one study of two finished trials, each trained by the learning
+    benchmark on its own parameters, and a best.yaml that is a preset training resolves."""
+    monkeypatch.setattr(sweep, "POLL_S", 2.0)
+    path = write(
+        tmp_path,
+        "preset: smoke\nenv_steps: 1000\nepisodes: 2\nselect_episodes: 1\n"
+        "space:\n  learning_rate: {log: [1.0e-4, 1.0e-3]}\n",
+    )
+    storage = f"sqlite:///{tmp_path / 'shared.db'}"
+    for box in ("a", "b"):
+        argv = [path, "--trials=1", f"--storage={storage}", "--study=t", f"--sweep_dir={tmp_path / box}"]
+        assert sweep.main(argv) == 0
+    study = optuna.load_study(study_name="t", storage=storage)
+    trials = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    assert len(trials) == 2 and len({t.params["learning_rate"] for t in trials}) == 2
+    for trial in trials:
+        assert trial.value < 0 and trial.user_attrs["env_steps"] >= 1000
+    table = (tmp_path / "b" / "trials.md").read_text()
+    assert table.count("| complete |") == 2
+    best = yaml.safe_load((tmp_path / "b" / "best.yaml").read_text())
+    assert best["learning_rate"] == max(trials, key=lambda t: t.value).params["learning_rate"]
+    cfg = resolve_config(str(tmp_path / "b" / "best.yaml"), [])
+    assert cfg.learning_rate == best["learning_rate"] and cfg.batch_size == 500  # the smoke preset's
+
+
+def test_the_script_runs_by_itself_with_help():
+    import subprocess
+
+    result = subprocess.run(
+        [sys.executable, str(REPO / "bench" / "sweep.py"), "--help"], capture_output=True, text=True
+    )
+    assert result.returncode == 0 and "shared storage" in result.stdout.lower()
