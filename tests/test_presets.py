@@ -32,6 +32,13 @@ def test_impala_seed_hyperparameters():
     assert not cfg.actor_critic_share_weights
 
 
+def test_the_leaderboard_preset_trains_the_entity_actor_on_defaults_settings():
+    leaderboard, default = resolve_config("leaderboard", []), resolve_config("default", [])
+    assert leaderboard.actor == "entity" and default.actor == "mlp"
+    differ = {k for k in vars(default) if getattr(default, k) != getattr(leaderboard, k)}
+    assert differ - {"command_line", "cli_args"} == {"actor", "experiment"}
+
+
 def test_extends_and_overrides_win():
     assert load_preset("smoke")["learning_rate"] == load_preset("impala-seed")["learning_rate"]
     cfg = resolve_config(
