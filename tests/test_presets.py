@@ -78,7 +78,7 @@ def test_preset_from_a_yaml_path(tmp_path):
 @pytest.mark.parametrize(
     ("preset", "overrides", "message"),
     [
-        ("nope", [], "unknown preset 'nope'; valid presets: default, impala-seed, smoke"),
+        ("nope", [], "unknown preset 'nope'; valid presets: default, impala-seed, leaderboard, smoke"),
         ("smoke", ["--learning_rat=1"], "unknown option 'learning_rat' in the command line"),
         ("smoke", ["--learning_rate=fast"], "bad value for learning_rate: 'fast' (expected float)"),
         ("smoke", ["--with_vtrace=yes"], "bad value for with_vtrace: 'yes'"),
