@@ -118,15 +118,6 @@ def overrides(settings: dict) -> list[str]:
     return [f"--{name}={value}" for name, value in settings.items()]
 
 
-def window_at(run: Path, env_steps: int) -> float | None:
-    """The training window at a mark: the mean of the last points of `cc4/eval_return` up to it."""
-    from cage_sf.plots import read_series
-
-    series = read_series(run, "cc4/eval_return")
-    values = series.values[series.steps <= 5 * env_steps]
-    return float(values[-WINDOW:].mean()) if len(values) else None
-
-
 def run_trial(trial, spec: dict, sweep_dir: Path, env_steps: int) -> float:
     """`bench/learning.py` for one trial, its training windows reported as it goes; the simulator mean return."""
     import optuna
@@ -165,16 +156,18 @@ def run_trial(trial, spec: dict, sweep_dir: Path, env_steps: int) -> float:
 
 
 def _report(trial, run: Path, marks: list[int]) -> list[int]:
-    """Report every mark the run has passed; the marks still ahead."""
+    """Report the training window (the mean of the last points of `cc4/eval_return`) at every mark the run has
+    passed; the marks still ahead."""
     from cage_sf.plots import read_series
 
     if not (run / ".summary").is_dir():
         return marks
-    logged = read_series(run, "cc4/eval_return").steps
-    reached = int(logged.max()) // 5 if len(logged) else 0
+    series = read_series(run, "cc4/eval_return")
+    reached = int(series.steps.max()) // 5 if len(series.steps) else 0
     while marks and marks[0] <= reached:
-        if (value := window_at(run, marks[0])) is not None:
-            trial.report(value, marks[0])
+        values = series.values[series.steps <= 5 * marks[0]]
+        if len(values):
+            trial.report(float(values[-WINDOW:].mean()), marks[0])
         marks = marks[1:]
     return marks
 

@@ -103,12 +103,14 @@ class CC4ActorCritic(ActorCritic):
             return result
 
         logits = core_output.new_full((core_output.shape[0], NUM_ACTIONS), MASKED_LOGIT)
-        message_logits = core_output.new_zeros((core_output.shape[0], 2 * MESSAGE_BITS * self.messages))
+        if self.messages:  # 2 logits per message bit, after the actions': the tuple distribution's layout
+            message_logits = core_output.new_zeros((core_output.shape[0], 2 * MESSAGE_BITS))
         for kind, idx in enumerate(rows):
             actions = cc4.NUM_ACTIONS[kind]
             out = self.actors.logits(obs[idx, : FEATURES[kind]], valid[idx, :actions], kind)
             logits[idx, :actions] = out[:, :actions]
-            message_logits[idx] = out[:, actions:]
+            if self.messages:
+                message_logits[idx] = out[:, actions:]
         logits = logits.masked_fill(valid < 0.5, MASKED_LOGIT)
         if self.messages:
             logits = torch.cat([logits, message_logits], dim=1)

@@ -172,21 +172,19 @@ def test_killed_run_resumes_from_last_checkpoint(tmp_path, backend):
     assert env_steps(checkpoints(run_dir)[-1]) > steps
 
 
+def trained_returns(tmp_path, *overrides: str, timeout: float = 300) -> list[float]:
+    """A smoke run with these overrides (no periodic checkpoints): its evaluation-style return windows."""
+    result = train("smoke", f"--train_dir={tmp_path}", "--save_every_sec=600", *overrides, timeout=timeout)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return scalars(tmp_path / "smoke")["cc4/eval_return"]
+
+
 def test_decisions_get_credit_for_rewards_earned_while_their_action_runs(tmp_path):
     """On the delayed-payoff env, Restore (5 steps) costs 1 at once and pays 2.4 while the agent is busy; Analyse
     pays 0.1 at once. With busy agents inactive (the old adapter) the busy window's rewards never reach the
     decision and training drifts to Analyse (eval return ~20, from ~55 at random); with busy agents active and
     limited to Sleep, it learns Restore (~110; always-Restore scores 139)."""
-    result = train(
-        "smoke",
-        "--backend=delayed-payoff",
-        f"--train_dir={tmp_path}",
-        "--train_for_env_steps=300000",
-        "--save_every_sec=600",
-        timeout=420,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    returns = scalars(tmp_path / "smoke")["cc4/eval_return"]
+    returns = trained_returns(tmp_path, "--backend=delayed-payoff", "--train_for_env_steps=300000", timeout=420)
     assert np.mean(returns[-3:]) > 85, returns
 
 
@@ -196,16 +194,7 @@ def test_learned_messages_carry_what_only_their_sender_sees(tmp_path):
     This checks the path end to end: the tuple action space, the sampled bits through the adapter into the
     backend's `messages`, and the message heads trained by V-trace. (A higher learning rate than the preset's
     keeps the test short: 300-350 after 100-150k agent steps; at the presets' 5e-4, ~300 after 200k.)"""
-    result = train(
-        "smoke",
-        "--backend=signalling",
-        "--messages=True",
-        "--learning_rate=0.005",
-        f"--train_dir={tmp_path}",
-        "--train_for_env_steps=150000",
-        "--save_every_sec=600",
-        timeout=300,
+    returns = trained_returns(
+        tmp_path, "--backend=signalling", "--messages=True", "--learning_rate=0.005", "--train_for_env_steps=150000"
     )
-    assert result.returncode == 0, result.stderr[-3000:]
-    returns = scalars(tmp_path / "smoke")["cc4/eval_return"]
     assert returns[-1] > 280, returns  # a window of the last 10 episodes; chance: 250 ± 4
