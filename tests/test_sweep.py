@@ -100,3 +100,16 @@ def test_the_script_runs_by_itself_with_help():
         [sys.executable, str(REPO / "bench" / "sweep.py"), "--help"], capture_output=True, text=True
     )
     assert result.returncode == 0 and "shared storage" in result.stdout.lower()
+
+
+@pytest.mark.parametrize(
+    ("text", "argv"),
+    [
+        ("preset: smoke\nenv_steps: 10\nspace: {a: {choice: [1]}}\n", ["--trials=0"]),
+        ("preset: smoke\nspace: {a: {choice: [1]}}\n", []),
+    ],  # fmt: skip
+)
+def test_no_trials_or_no_budget_is_one_line_and_exit_2(tmp_path, capsys, text, argv):
+    assert sweep.main([write(tmp_path, text), *argv, f"--sweep_dir={tmp_path}"]) == 2
+    err = capsys.readouterr().err
+    assert err == "bench/sweep.py: error: --trials and env_steps must be at least 1\n"
