@@ -10,6 +10,7 @@ the env with the team's actions, since CybORG's `evaluation.py` passes none.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import pkgutil
 import struct
@@ -41,6 +42,19 @@ def read_safetensors(data: bytes) -> dict[str, torch.Tensor]:
     return tensors
 
 
+@contextlib.contextmanager
+def one_thread():
+    """Torch on one thread inside, as before outside: one observation through small networks gains nothing
+    from intra-op threads, and on a loaded machine they wait on each other (an episode on our simulator took
+    77 s instead of 3 s on a busy 2-core box)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
 class CC4Policy:
     """The actor networks of one cage-sf checkpoint."""
 
@@ -60,7 +74,8 @@ class CC4Policy:
     def logits(self, features: np.ndarray, kind: int, mask: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
         """The masked action logits and the message bits' logits ([8, 2]; empty without messages)."""
         valid = torch.from_numpy(np.array(mask, dtype=bool))
-        out = self.actors.logits(torch.from_numpy(features)[None], valid[None].float(), kind)[0]
+        with one_thread():
+            out = self.actors.logits(torch.from_numpy(features)[None], valid[None].float(), kind)[0]
         actions, bits = out[: len(valid)], out[len(valid) :].view(-1, 2)
         return actions.masked_fill(~valid, self.config["masked_logit"]), bits
 
