@@ -1,0 +1,132 @@
+"""What a CC4 blue agent's policy sees: its observation vector plus the memory that vector lacks.
+
+CC4's flags are visible for exactly one step and nothing says whether the agent's own multi-step action is
+still running (CC4_SPEC §4.1), so each agent keeps a small per-episode memory. This one definition is used
+by training (`cage_sf.adapter`, one row per env of a vector of envs) and by the exported submission
+(`cc4_agent.py`, which ships this file, one row per agent), so the policy sees the same features in both.
+numpy only: a submission imports nothing of cage-sf.
+
+`layout` (built by `cage_sf.cc4.agent_layout`, stored in a submission's model.json) holds an agent type's
+facts: `obs_size`, `durations` and `command` (command id) and `slot` (host slot or -1) of every action index,
+`sleep`, `restore`/`remove`/`decoy` (command ids), and the observation indices of each host slot's
+`process_flags` and `connection_flags`; `host_memory` False zeroes the per-host memory (an ablation).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+COMMANDS = 8  # Analyse, Monitor, Remove, Restore, Sleep, AllowTrafficZone, BlockTrafficZone, DeployDecoy
+AGENT_FEATURES = 3 + COMMANDS  # busy, steps remaining, episode progress, command in flight (one-hot)
+HOST_FEATURES = 7  # see AgentMemories.features
+TRACE_DECAY = 0.9  # a flag seen k steps ago reads 0.9**k (half-life ~6.6 steps)
+COUNT_CAP = 4.0  # counts are read as min(count, cap) / cap
+MAX_DURATION = 5.0  # Restore
+EPISODE_STEPS = 500.0
+
+
+def feature_size(layout: dict) -> int:
+    return layout["obs_size"] + AGENT_FEATURES + HOST_FEATURES * len(layout["process_flags"])
+
+
+def feature_index(layout: dict) -> dict[str, np.ndarray]:
+    """Where each entity's inputs sit in `AgentMemories.features()` (for the entity model):
+    host [slots, 2 + HOST_FEATURES]: the slot's process and connection flags, then its memory;
+    subnet [subnets, 27]: the defended subnet's one-hot, blocked sources and comms policy;
+    agent [1 + AGENT_FEATURES + 32]: the phase, the agent's own features, the messages it received."""
+    obs_size, slots = layout["obs_size"], len(layout["process_flags"])
+    flags = np.stack([layout["process_flags"], layout["connection_flags"]], axis=1)
+    memory = obs_size + AGENT_FEATURES + HOST_FEATURES * np.arange(slots)[:, None] + np.arange(HOST_FEATURES)
+    return {
+        "host": np.concatenate([flags, memory], axis=1),
+        "subnet": np.asarray(layout["subnet_facts"]),
+        "agent": np.concatenate([[layout["phase"]], obs_size + np.arange(AGENT_FEATURES), layout["messages"]]),
+    }
+
+
+class AgentMemories:
+    """The episode memories of `n` agents of one type (rows) that step together, as arrays: call `reset(rows)`
+    when rows start an episode, then every step `observe(vectors)` and `act(actions, valid, acting)` with the
+    actions the rows that are not `busy` submit."""
+
+    def __init__(self, layout: dict, n: int = 1):
+        self.durations = np.asarray(layout["durations"], np.int64)
+        self.command = np.asarray(layout["command"], np.int64)
+        self.slot = np.asarray(layout["slot"], np.int64)
+        self.restore, self.remove, self.decoy = layout["restore"], layout["remove"], layout["decoy"]
+        self.flag_index = np.stack([layout["process_flags"], layout["connection_flags"]], axis=1)  # [slots, 2]
+        self.host_memory = float(layout["host_memory"])
+        self.obs_size = layout["obs_size"]
+        self.size = feature_size(layout)
+        self.n = n
+        slots = len(self.flag_index)
+        self.step = np.full(n, -1, np.int64)
+        self.free_at = np.zeros(n, np.int64)
+        self.in_flight = np.full(n, -1, np.int64)  # command id of the last submitted action
+        self.vectors = np.zeros((n, self.obs_size), np.float32)
+        self.traces = np.zeros((n, slots, 2))  # process, connection flags: decaying
+        self.counts = np.zeros((n, slots, 2))  # process, connection flags seen since the last own Restore
+        self.decoys = np.zeros((n, slots))  # decoys placed since the last own Restore
+        self.own = np.zeros((n, slots, 2))  # own Restore, Remove: decaying
+        self.reset()
+
+    def reset(self, rows=slice(None)) -> None:
+        """Forget the episode of `rows` (index array, boolean mask or slice; all rows by default)."""
+        self.step[rows] = -1
+        self.free_at[rows] = 0
+        self.in_flight[rows] = -1
+        for state in (self.traces, self.counts, self.decoys, self.own):
+            state[rows] = 0.0
+
+    @property
+    def busy(self) -> np.ndarray:
+        """Rows whose last action is still running: CybORG drops anything they submit now."""
+        return self.step < self.free_at
+
+    def observe(self, vectors: np.ndarray) -> None:
+        """Take this step's observation vectors, [n, obs_size] (the first ones right after reset)."""
+        self.step += 1
+        self.vectors[:] = vectors
+        flags = self.vectors[:, self.flag_index]
+        np.maximum(flags, self.traces * TRACE_DECAY, out=self.traces)
+        self.counts += flags
+        self.own *= TRACE_DECAY
+
+    def act(self, actions: np.ndarray, valid: np.ndarray, acting: np.ndarray) -> None:
+        """Rows in `acting` submit `actions` now; an action whose `valid` is False runs as a one-step Sleep."""
+        rows = np.flatnonzero(acting)
+        action, ok = np.asarray(actions)[rows], np.asarray(valid)[rows]
+        self.free_at[rows] = self.step[rows] + np.where(ok, self.durations[action], 1)
+        command = self.in_flight[rows] = np.where(ok, self.command[action], -1)
+        slot = np.where(ok, self.slot[action], -1)
+        on_host = slot >= 0
+        restored = on_host & (command == self.restore)  # a Restore wipes the host: what we counted there is gone
+        self.own[rows[restored], slot[restored], 0] = 1.0
+        self.counts[rows[restored], slot[restored]] = 0.0
+        self.decoys[rows[restored], slot[restored]] = 0.0
+        removed = on_host & (command == self.remove)
+        self.own[rows[removed], slot[removed], 1] = 1.0
+        decoyed = on_host & (command == self.decoy)
+        self.decoys[rows[decoyed], slot[decoyed]] += 1.0
+
+    def features(self) -> np.ndarray:
+        """[n, size]: [observation vector | busy, steps remaining, progress, command in flight | 7 per host slot:
+        process and connection flag traces, process and connection flags since the last Restore, decoys placed
+        since then, own Restore and Remove traces]."""
+        out = np.empty((self.n, self.size), np.float32)
+        out[:, : self.obs_size] = self.vectors
+        agent = out[:, self.obs_size : self.obs_size + AGENT_FEATURES]
+        remaining = np.maximum(self.free_at - self.step, 0)
+        agent[:, 0] = remaining > 0
+        agent[:, 1] = remaining / MAX_DURATION
+        agent[:, 2] = self.step / EPISODE_STEPS
+        agent[:, 3:] = 0.0
+        in_flight = np.flatnonzero((remaining > 0) & (self.in_flight >= 0))
+        agent[in_flight, 3 + self.in_flight[in_flight]] = 1.0
+        hosts = out[:, self.obs_size + AGENT_FEATURES :].reshape(self.n, -1, HOST_FEATURES)  # a view: out is whole
+        hosts[..., 0:2] = self.traces
+        hosts[..., 2:4] = np.minimum(self.counts, COUNT_CAP) / COUNT_CAP
+        hosts[..., 4] = np.minimum(self.decoys, COUNT_CAP) / COUNT_CAP
+        hosts[..., 5:7] = self.own
+        hosts *= self.host_memory
+        return out

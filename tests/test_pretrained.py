@@ -1,0 +1,149 @@
+"""The shipped pretrained submission (pretrained/cc4-leaderboard): it loads with only torch and numpy, plays as
+its weights say, defends far better than the best scripted defender, and CybORG's own evaluation.py scores it."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from statistics import mean
+
+import numpy as np
+import pytest
+import torch
+
+from cage_sf import cc4
+from cage_sf.backends import make_backend
+from cage_sf.benchmark import scripted_sim_returns
+from cage_sf.evaluate import load_agents, play
+
+REPO = Path(__file__).resolve().parents[1]
+PRETRAINED = REPO / "pretrained" / "cc4-leaderboard"
+
+# Installed as sitecustomize in a child process: importing any of these fails, as on a machine without them.
+BLOCKER = """
+import importlib.abc, sys
+BLOCKED = {blocked!r}
+class Blocker(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in BLOCKED:
+            raise ModuleNotFoundError(f"No module named {{name!r}} (blocked by the test)")
+        return None
+sys.meta_path.insert(0, Blocker())
+"""
+
+REPLAY = """
+import json, sys
+import numpy as np
+sys.path.insert(0, sys.argv[1])
+import cc4_agent
+recorded = np.load(sys.argv[2])
+agents = cc4_agent.load_agents("cc4_agent")
+actions = {}
+for name, agent in agents.items():
+    agent.greedy = True
+    observations, masks = recorded[name + "/obs"], recorded[name + "/mask"]
+    actions[name] = [agent.get_action(o, mask=m) for o, m in zip(observations, masks)]
+print(json.dumps(actions))
+"""
+
+
+def blocking_env(tmp_path: Path, blocked: set[str]) -> dict[str, str]:
+    """Environment variables for a child process in which `blocked` packages cannot be imported."""
+    site = tmp_path / "blocker"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(BLOCKER.format(blocked=sorted(blocked)))
+    return {"PATH": str(Path(sys.executable).parent), "PYTHONPATH": str(site), "HOME": str(tmp_path)}
+
+
+def test_the_pretrained_submission_is_a_complete_export():
+    config = json.loads((PRETRAINED / "model.json").read_text())
+    assert {p.name for p in PRETRAINED.iterdir() if p.is_file()} == {
+        "submission.py", "cc4_agent.py", "cc4_memory.py", "cc4_networks.py", "model.json", "model.safetensors",
+    }  # fmt: skip
+    assert config["format"] == "cage-sf/2" and config["actor"] == "entity"
+    assert (PRETRAINED / "model.safetensors").stat().st_size < 5 * 2**20
+    readme = (REPO / "README.md").read_text()
+    assert "pretrained/cc4-leaderboard" in readme and config["source"]["checkpoint"] in readme
+
+
+def test_the_pretrained_agents_run_with_only_torch_and_numpy(tmp_path):
+    """Replays simulator observations through the submission in a process where cage_sf, Sample Factory,
+    gym(nasium), CybORG and safetensors cannot be imported: the same actions as the agents loaded here."""
+    env = make_backend("sim", seed=11)
+    agents, _ = load_agents(PRETRAINED)
+    for agent in agents.values():
+        agent.attach(env)
+        agent.greedy = True
+    observations, _ = env.reset()
+    recorded = {f"{n}/{k}": [] for n in cc4.AGENTS for k in ("obs", "mask")}
+    expected = {name: [] for name in cc4.AGENTS}
+    for _ in range(60):
+        actions = {}
+        for name, agent in agents.items():
+            mask = env.action_mask(name)
+            recorded[f"{name}/obs"].append(observations[name])
+            recorded[f"{name}/mask"].append(mask)
+            actions[name] = agent.get_action(observations[name], mask=mask)
+            expected[name].append(actions[name])
+        observations, *_ = env.step(actions)
+    np.savez(tmp_path / "recorded.npz", **{k: np.array(v) for k, v in recorded.items()})
+    (tmp_path / "replay.py").write_text(REPLAY)
+
+    blocked = {"cage_sf", "sample_factory", "gymnasium", "gym", "CybORG", "safetensors"}
+    result = subprocess.run(
+        [sys.executable, str(tmp_path / "replay.py"), str(PRETRAINED), str(tmp_path / "recorded.npz")],
+        capture_output=True, text=True, timeout=120, env=blocking_env(tmp_path, blocked), cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert json.loads(result.stdout) == expected
+    assert len({a for actions in expected.values() for a in actions}) > 5  # it acts, not only Sleep
+
+
+def test_the_pretrained_submission_defends_far_better_than_the_best_scripted_defender():
+    """The shipped policy (about -440 on 100 episodes) against scripted restore-decoy (about -1,740), both on
+    our simulator through evaluation.py's loop, three episodes each on the same seed."""
+    torch.manual_seed(0)
+    agents, config = load_agents(PRETRAINED)
+    assert not config["greedy"]
+    returns, phase_sums = play(agents, make_backend("sim", seed=3), episodes=3)
+    scripted = scripted_sim_returns("restore-decoy", episodes=3, seed=3)
+    assert mean(returns) > mean(scripted) + 500, (returns, scripted)
+    assert returns == pytest.approx([sum(p) for p in phase_sums])
+
+
+@pytest.mark.cyborg
+@pytest.mark.slow
+def test_cyborg_evaluation_scores_the_pretrained_submission_without_cage_sf(tmp_path):
+    evaluation = [sys.executable, "-m", "CybORG.Evaluation.evaluation", "--max-eps", "2", "--seed", "1"]
+    result = subprocess.run(
+        [*evaluation, str(PRETRAINED), str(tmp_path / "eval")], capture_output=True, text=True, timeout=900,
+        env=blocking_env(tmp_path, {"cage_sf", "sample_factory"}), cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    summary = json.loads((tmp_path / "eval" / "summary.json").read_text())
+    assert summary["submission"]["technique"].startswith("entity model")
+    assert summary["reward"]["mean"] > -1500  # the best scripted defender scores about -1,700 on CybORG
+
+
+def test_agents_infer_on_one_torch_thread_and_leave_the_setting_as_it_was(monkeypatch):
+    """Batch-one inference of small networks: intra-op threads only wait on each other on a loaded machine."""
+    agents, _ = load_agents(PRETRAINED)
+    agent = agents["blue_agent_4"]
+    seen = []
+    actors_logits = agent.policy.actors.logits
+
+    def recording_logits(*args):
+        seen.append(torch.get_num_threads())
+        return actors_logits(*args)
+
+    monkeypatch.setattr(agent.policy.actors, "logits", recording_logits)
+    env = make_backend("sim", seed=2)
+    agent.attach(env)
+    observations, _ = env.reset()
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        agent.get_action(observations["blue_agent_4"])
+        assert seen == [1] and torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(threads)
