@@ -4,6 +4,7 @@ its objective is that simulator mean return.
 
     python bench/sweep.py configs/sweeps/leaderboard.yaml --trials=8
     python bench/sweep.py configs/sweeps/leaderboard.yaml --trials=8 --storage=postgresql://me@db/sweeps  # on each box
+    python bench/sweep.py leaderboard --trials=2 --enqueue=preset --enqueue=preset,exploration_loss_coeff=0.002
 
 The sweep file (configs/sweeps/) names the base preset, the settings every trial shares (`fixed`), the budget
 (`env_steps`, `episodes`, `select_episodes`) and the search `space` (log: log-uniform, uniform, choice).
@@ -59,6 +60,12 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--storage", help="Optuna storage URL shared by every process (default: SQLite in SWEEP_DIR)")
     parser.add_argument("--sweep_dir", help="runs and tables (default: ~/cage-sf-bench/sweeps/STUDY)")
     parser.add_argument("--env_steps", type=int, help="override the sweep file's budget per trial")
+    parser.add_argument(
+        "--enqueue", action="append", default=[], metavar="SETTINGS",
+        help="run this trial before the sampler's (repeatable; skipped if the study has it): 'preset' (the base "
+        "preset's own value of every swept setting, a reference point), NAME=VALUE,... (the others drawn) or "
+        "preset,NAME=VALUE,... (the preset's values but these)",
+    )  # fmt: skip
     return parser
 
 
@@ -106,6 +113,44 @@ def suggest(trial, space: dict) -> dict:
         else:
             params[name] = trial.suggest_float(name, values[0], values[1], log=kind == "log")
     return params
+
+
+def enqueued_params(settings: str, spec: dict) -> dict:
+    """The parameters of one --enqueue: NAME=VALUE pairs checked against the space, after 'preset' (when first)
+    the base preset's own value of every swept setting."""
+    space = spec["space"]
+    pairs = settings.split(",")
+    params = {}
+    if pairs[0] == "preset":
+        from cage_sf.train import resolve_config
+
+        cfg = resolve_config(spec["preset"], overrides(spec["fixed"]))
+        params = {name: getattr(cfg, name) for name in space}
+        pairs = pairs[1:]
+    for pair in pairs:
+        name, sep, text = pair.partition("=")
+        if not sep or name not in space:
+            raise UsageError(f"--enqueue {settings}: expected 'preset' or NAME=VALUE,... of {', '.join(space)}")
+        value = _parse_value(text)
+        kind, values = next(iter(space[name].items()))
+        if kind == "choice":
+            inside = value in values
+        else:
+            inside = isinstance(value, float | int) and values[0] <= value <= values[1]
+        if not inside:
+            raise UsageError(f"--enqueue {settings}: {name}={value} is outside the sweep's {kind} {values}")
+        params[name] = value
+    return params
+
+
+def _parse_value(text: str):
+    """A number as Python reads it (YAML would keep 3e-4 a string), else YAML (true, false, names)."""
+    for number in (int, float):
+        try:
+            return number(text)
+        except ValueError:
+            pass
+    return yaml.safe_load(text)
 
 
 def run_name(study: str, params: dict) -> str:
@@ -233,6 +278,7 @@ def main(argv: list[str] | None = None) -> int:
             spec["env_steps"] = args.env_steps
         if args.trials < 1 or spec.get("env_steps", 0) < 1:
             raise UsageError("--trials and env_steps must be at least 1")
+        queued = [enqueued_params(settings, spec) for settings in args.enqueue]
     except UsageError as exc:
         print(f"bench/sweep.py: error: {exc}", file=sys.stderr)
         return 2
@@ -252,6 +298,9 @@ def main(argv: list[str] | None = None) -> int:
         load_if_exists=True,
         pruner=optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=spec["env_steps"] // 5),
     )
+
+    for params in queued:
+        study.enqueue_trial(params, skip_if_exists=True)
 
     def objective(trial) -> float:
         try:

@@ -69,7 +69,8 @@ def test_a_trials_run_is_named_by_its_parameters():
 @pytest.mark.slow
 def test_two_processes_add_trials_to_one_study_and_the_best_becomes_a_preset(tmp_path, monkeypatch):
     """Two sweep processes on one storage: one study of two finished trials, each trained by the learning
-    benchmark on its own parameters, and a best.yaml that is a preset training resolves."""
+    benchmark on its own parameters (here the ones each process queued: the preset's own, and a chosen one),
+    and a best.yaml that is a preset training resolves."""
     monkeypatch.setattr(sweep, "POLL_S", 2.0)
     path = write(
         tmp_path,
@@ -77,12 +78,14 @@ def test_two_processes_add_trials_to_one_study_and_the_best_becomes_a_preset(tmp
         "space:\n  learning_rate: {log: [1.0e-4, 1.0e-3]}\n",
     )
     storage = f"sqlite:///{tmp_path / 'shared.db'}"
-    for box in ("a", "b"):
+    for box, queued in (("a", "preset"), ("b", "preset,learning_rate=3e-4")):
         argv = [path, "--trials=1", f"--storage={storage}", "--study=t", f"--sweep_dir={tmp_path / box}"]
-        assert sweep.main(argv) == 0
+        assert sweep.main([*argv, f"--enqueue={queued}"]) == 0
     study = optuna.load_study(study_name="t", storage=storage)
     trials = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
-    assert len(trials) == 2 and len({t.params["learning_rate"] for t in trials}) == 2
+    smoke_lr = resolve_config("smoke", []).learning_rate
+    assert [t.params["learning_rate"] for t in trials] == [smoke_lr, 3e-4]
+    assert sweep.enqueued_params("learning_rate=3e-4", sweep.load_spec(path)) == {"learning_rate": 3e-4}
     for trial in trials:
         assert trial.value < 0 and trial.user_attrs["env_steps"] >= 1000
     table = (tmp_path / "b" / "trials.md").read_text()
@@ -113,3 +116,18 @@ def test_no_trials_or_no_budget_is_one_line_and_exit_2(tmp_path, capsys, text, a
     assert sweep.main([write(tmp_path, text), *argv, f"--sweep_dir={tmp_path}"]) == 2
     err = capsys.readouterr().err
     assert err == "bench/sweep.py: error: --trials and env_steps must be at least 1\n"
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ("lr=1", "expected 'preset' or NAME=VALUE,... of learning_rate"),
+        ("learning_rate=0.5", "learning_rate=0.5 is outside the sweep's log [0.0001, 0.001]"),
+        ("learning_rate", "expected 'preset'"),
+    ],
+)
+def test_a_bad_enqueue_is_one_line_and_exit_2(tmp_path, capsys, settings, message):
+    path = write(tmp_path, "preset: smoke\nenv_steps: 10\nspace:\n  learning_rate: {log: [1.0e-4, 1.0e-3]}\n")
+    assert sweep.main([path, f"--enqueue={settings}", f"--sweep_dir={tmp_path}"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"bench/sweep.py: error: --enqueue {settings}: ") and message in err and err.count("\n") == 1
