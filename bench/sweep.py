@@ -238,15 +238,16 @@ def write_tables(study, spec: dict, sweep_dir: Path) -> None:
         "|" + "---|" * (len(names) + 5),
     ]
     for t in rows:
+        state = t.state.name.lower()
+        if t.state == optuna.trial.TrialState.FAIL and (retry := _retried_as(t, study.trials)) is not None:
+            state = f"retried as {retry}"  # interrupted or died: its parameters ran again (resuming its run)
         value = f"{t.value:.1f} ± {t.user_attrs.get('sem', 0):.1f}" if t.value is not None else "-"
         if t.state == optuna.trial.TrialState.PRUNED and t.intermediate_values:
             step = max(t.intermediate_values)
             value = f"({t.intermediate_values[step]:.0f} at {step:,})"
         params = [_fmt(t.params.get(n)) for n in names]
         steps, minutes = t.user_attrs.get("env_steps", "-"), t.user_attrs.get("minutes", "-")
-        lines.append(
-            f"| {t.number} | {t.state.name.lower()} | {value} | " + " | ".join(params) + f" | {steps} | {minutes} |"
-        )
+        lines.append(f"| {t.number} | {state} | {value} | " + " | ".join(params) + f" | {steps} | {minutes} |")
     (sweep_dir / "trials.md").write_text("\n".join(lines) + "\n")
     complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     if complete:
@@ -258,6 +259,11 @@ def write_tables(study, spec: dict, sweep_dir: Path) -> None:
             **best.params,
         }
         (sweep_dir / "best.yaml").write_text(yaml.safe_dump(preset, sort_keys=False))
+
+
+def _retried_as(trial, trials) -> int | None:
+    """The number of the next trial with the same parameters, if any."""
+    return next((t.number for t in trials if t.number > trial.number and t.params == trial.params), None)
 
 
 def _fmt(value) -> str:
