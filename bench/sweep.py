@@ -245,7 +245,7 @@ def write_tables(study, spec: dict, sweep_dir: Path) -> None:
         if t.state == optuna.trial.TrialState.PRUNED and t.intermediate_values:
             step = max(t.intermediate_values)
             value = f"({t.intermediate_values[step]:.0f} at {step:,})"
-        params = [_fmt(t.params.get(n)) for n in names]
+        params = [_fmt(_params(t).get(n)) for n in names]
         steps, minutes = t.user_attrs.get("env_steps", "-"), t.user_attrs.get("minutes", "-")
         lines.append(f"| {t.number} | {state} | {value} | " + " | ".join(params) + f" | {steps} | {minutes} |")
     (sweep_dir / "trials.md").write_text("\n".join(lines) + "\n")
@@ -261,9 +261,14 @@ def write_tables(study, spec: dict, sweep_dir: Path) -> None:
         (sweep_dir / "best.yaml").write_text(yaml.safe_dump(preset, sort_keys=False))
 
 
+def _params(trial) -> dict:
+    """A trial's parameters; a queued trial has none yet, only the ones it was queued with."""
+    return trial.params or trial.system_attrs.get("fixed_params", {})
+
+
 def _retried_as(trial, trials) -> int | None:
-    """The number of the next trial with the same parameters, if any."""
-    return next((t.number for t in trials if t.number > trial.number and t.params == trial.params), None)
+    """The number of the next trial (run or queued) with the same parameters, if any."""
+    return next((t.number for t in trials if t.number > trial.number and _params(t) == trial.params), None)
 
 
 def _fmt(value) -> str:

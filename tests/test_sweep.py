@@ -135,10 +135,11 @@ def test_a_bad_enqueue_is_one_line_and_exit_2(tmp_path, capsys, settings, messag
 
 def test_the_table_says_which_trial_retried_an_interrupted_one(tmp_path):
     """An interrupted or dead trial is marked FAIL by Optuna and its parameters run again: the table names the
-    retry instead of calling it failed; a failure that was not retried stays `fail`."""
-    spec = sweep.load_spec(write(tmp_path, "preset: smoke\nenv_steps: 10\nspace: {learning_rate: {choice: [1, 2]}}\n"))
+    retry (run or still queued) instead of calling it failed; a failure that was not retried stays `fail`."""
+    text = "preset: smoke\nenv_steps: 10\nspace: {learning_rate: {choice: [1, 2, 3]}}\n"
+    spec = sweep.load_spec(write(tmp_path, text))
     study = optuna.create_study(direction="maximize")
-    distributions = {"learning_rate": optuna.distributions.CategoricalDistribution([1, 2])}
+    distributions = {"learning_rate": optuna.distributions.CategoricalDistribution([1, 2, 3])}
     for state, lr, value in [("FAIL", 1, None), ("FAIL", 2, None), ("COMPLETE", 1, -400.0)]:
         study.add_trial(
             optuna.trial.create_trial(
@@ -146,9 +147,13 @@ def test_the_table_says_which_trial_retried_an_interrupted_one(tmp_path):
                 value=value,
             )
         )  # fmt: skip
+    study.add_trial(optuna.trial.create_trial(state=optuna.trial.TrialState.FAIL, params={"learning_rate": 3},
+                                              distributions=distributions))  # fmt: skip
+    study.enqueue_trial({"learning_rate": 3})  # what the sweep does when a trial is interrupted
     sweep.write_tables(study, spec, tmp_path)
     lines = (tmp_path / "trials.md").read_text().splitlines()
     cells = [line.strip("| ").split(" | ") for line in lines if line[:3].strip("| ").isdigit()]
     rows = {int(row[0]): row[1] for row in cells}
-    assert rows == {0: "retried as 2", 1: "fail", 2: "complete"}
+    assert rows == {0: "retried as 2", 1: "fail", 2: "complete", 3: "retried as 4", 4: "waiting"}
+    assert [row[3] for row in cells if row[0] == "4"] == ["3"]  # the queued trial's parameters are shown
     assert yaml.safe_load((tmp_path / "best.yaml").read_text())["learning_rate"] == 1
