@@ -102,6 +102,8 @@ class CC4VectorEnv(gym.Env):
         self._large = AgentMemories(cc4.agent_layout(cc4.LARGE, host_memory), k)
         self._small_vectors = np.zeros((k, SMALL_AGENTS, cc4.OBS_SIZE[cc4.SMALL]), np.float32)
         self._large_vectors = np.zeros((k, cc4.OBS_SIZE[cc4.LARGE]), np.float32)
+        self._small_analysis = np.zeros((k, SMALL_AGENTS, cc4.HOST_SLOTS[cc4.SMALL]), bool)
+        self._large_analysis = np.zeros((k, cc4.HOST_SLOTS[cc4.LARGE]), bool)
         self._episode_valid = np.zeros((k, AGENTS_PER_ENV, NUM_ACTIONS), np.float32)  # masks are fixed for an episode
         self._only_sleep = (np.arange(NUM_ACTIONS) == _SLEEP[:, None]).astype(np.float32)
         self._phase_rewards = np.zeros((k, 3))
@@ -171,7 +173,7 @@ class CC4VectorEnv(gym.Env):
                 self._start_episode(env)
             else:
                 self._phase_rewards[env, int(obs[cc4.AGENTS[0]][cc4.PHASE_INDEX])] += rewards[env]
-                self._store_vectors(env, obs)
+                self._store_observations(env, obs)
         self._steps_to_cut[self._steps_to_cut > 0] -= 1
         return self._observe(), np.repeat(rewards, AGENTS_PER_ENV), terminated.ravel(), truncated.ravel(), infos
 
@@ -191,8 +193,10 @@ class CC4VectorEnv(gym.Env):
     def _observe(self) -> dict[str, np.ndarray]:
         """Every env's new vectors -> the agents' memories -> the output arrays."""
         k, small_size, large_size = self.num_envs, FEATURES[cc4.SMALL], FEATURES[cc4.LARGE]
-        self._small.observe(self._small_vectors.reshape(k * SMALL_AGENTS, -1))
-        self._large.observe(self._large_vectors)
+        self._small.observe(
+            self._small_vectors.reshape(k * SMALL_AGENTS, -1), self._small_analysis.reshape(k * SMALL_AGENTS, -1)
+        )
+        self._large.observe(self._large_vectors, self._large_analysis)
         small = self._small.features().reshape(k, SMALL_AGENTS, small_size)
         large = self._large.features()
         self._obs[:, :SMALL_AGENTS, :small_size] = small
@@ -204,10 +208,12 @@ class CC4VectorEnv(gym.Env):
         np.copyto(self._valid, self._only_sleep, where=self.busy()[..., None])
         return self._outputs
 
-    def _store_vectors(self, env: int, obs: dict[str, np.ndarray]) -> None:
+    def _store_observations(self, env: int, obs: dict[str, np.ndarray]) -> None:
         for i, agent in enumerate(cc4.AGENTS[:SMALL_AGENTS]):
             self._small_vectors[env, i] = obs[agent]
+            self._small_analysis[env, i] = self._backends[env].analysis(agent)
         self._large_vectors[env] = obs[cc4.AGENTS[SMALL_AGENTS]]
+        self._large_analysis[env] = self._backends[env].analysis(cc4.AGENTS[SMALL_AGENTS])
 
     def _start_episode(self, env: int, seed: int | None = None) -> None:
         obs, info = self._backends[env].reset(seed=seed)
@@ -220,7 +226,7 @@ class CC4VectorEnv(gym.Env):
         for i, agent in enumerate(cc4.AGENTS):
             mask = info[agent]["action_mask"]
             self._episode_valid[env, i, : len(mask)] = mask
-        self._store_vectors(env, obs)
+        self._store_observations(env, obs)
 
     def _recover_from_fault(self, env: int, what: str, truncated: np.ndarray, infos: list[dict], exc_info=False):
         """End env's episode as truncated, rebuild its backend and carry on; the episode is counted as a fault."""

@@ -96,6 +96,7 @@ def agent_layout(kind: int, host_memory: bool = True) -> dict:
         "slot": slots,
         "commands": list(COMMANDS),
         "sleep": sleep_action(kind),
+        "analyse": COMMANDS.index("Analyse"),
         "restore": COMMANDS.index("Restore"),
         "remove": COMMANDS.index("Remove"),
         "decoy": COMMANDS.index("DeployDecoy"),

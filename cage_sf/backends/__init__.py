@@ -45,6 +45,11 @@ class CC4Env(Protocol):
         """This episode's action mask (as in `info`); fixed from reset to the end of the episode."""
         ...
 
+    def analysis(self, agent: str) -> np.ndarray:
+        """The agent's host slots (observation order) where its Analyse that finished in the last step found
+        red's files: CybORG reports them in the dictionary observation only."""
+        ...
+
     @property
     def step_count(self) -> int:
         """Env steps taken in this episode (0 right after reset)."""

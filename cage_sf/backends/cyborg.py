@@ -6,6 +6,7 @@ import numpy as np
 from gymnasium import spaces
 
 from cage_sf import cc4
+from cage_sf.submission_template.cc4_memory import malware_in_files
 
 
 class CybORGBackend:
@@ -45,6 +46,9 @@ class CybORGBackend:
 
     def action_mask(self, agent: str) -> np.ndarray:
         return np.asarray(self._env.action_mask(agent))
+
+    def analysis(self, agent: str) -> np.ndarray:
+        return malware_in_files(self._cyborg.get_observation(agent), self._env.subnets(agent))
 
     @property
     def step_count(self) -> int:

@@ -60,6 +60,10 @@ class SyntheticBackend:
     def action_mask(self, agent: str) -> np.ndarray:
         return self._masks[agent]
 
+    def analysis(self, agent: str) -> np.ndarray:
+        """No host here carries files: every Analyse comes back clean."""
+        return np.zeros(cc4.HOST_SLOTS[cc4.agent_type(agent)], dtype=bool)
+
     @property
     def step_count(self) -> int:
         return self._t

@@ -88,6 +88,15 @@ def episode_targets(table: ActionTable, topo: Topology) -> tuple[np.ndarray, np.
     return host, ~host_action | (host >= 0)
 
 
+def host_slots(agent: int, topo: Topology) -> np.ndarray:
+    """(H,) the agent's observation slot of every host (its subnets in order, 16 slots each), -1 outside them."""
+    slots = np.full(topo.num_hosts, -1, dtype=np.int64)
+    for position, subnet in enumerate(BLUE_SUBNETS[agent]):
+        present = topo.slot_host[subnet] >= 0
+        slots[topo.slot_host[subnet][present]] = position * SLOTS_PER_SUBNET + np.flatnonzero(present)
+    return slots
+
+
 def labels(table: ActionTable, mask: np.ndarray, topo: Topology) -> list[str]:
     """The strings of CybORG's BlueFixedActionWrapper.action_labels."""
     out = []
@@ -157,15 +166,16 @@ class BlueTeam:
         index %= len(actions)  # negative indices wrap, as in a Python list
         return actions[index] if self.masks[agent][index] else SLEEP_ACTION
 
-    def intake(self, submitted: list[BlueAction]) -> list[BlueAction]:
-        """Busy rule: a submission while an action is in progress is dropped. Returns the actions finishing now."""
+    def intake(self, submitted: list[BlueAction]) -> list[tuple[int, BlueAction]]:
+        """Busy rule: a submission while an action is in progress is dropped. Returns the actions finishing now,
+        each with its agent's index."""
         due = []
         for i, action in enumerate(submitted):
             if self._pending[i] is None:
                 self._pending[i], self._remaining[i] = action, DURATIONS[action.command]
             self._remaining[i] -= 1
             if self._remaining[i] < 1:
-                due.append(self._pending[i])
+                due.append((i, self._pending[i]))
                 self._pending[i] = None
         return due
 

@@ -67,8 +67,12 @@ class CC4Sim:
 
         blue_due = self._blue.intake(submitted)
         red_due = self._red.intake(topo, rng)
+        for analysis in self._analysis:
+            analysis[:] = False
         # Blocks/Allows have priority 1; every other action follows in blue, green, red order.
-        for action in sorted(blue_due, key=lambda a: a.command not in (blue.ALLOW, blue.BLOCK)):
+        for agent, action in sorted(blue_due, key=lambda due: due[1].command not in (blue.ALLOW, blue.BLOCK)):
+            if action.command == blue.ANALYSE:  # it reports red's files on the host (density 0.9)
+                self._analysis[agent][self._host_slots[agent][action.host]] = hosts.malware[action.host]
             blue.execute(action, hosts, self._red, topo, rng)
         green = self._greens.step(hosts, rng, phase, bool(hosts.blocks.any()))
         for host in green.phished_hosts:
@@ -117,6 +121,11 @@ class CC4Sim:
     def action_mask(self, agent: str) -> np.ndarray:
         return self._blue.masks[_AGENT_INDEX[agent]].copy()
 
+    def analysis(self, agent: str) -> np.ndarray:
+        """The agent's host slots where an Analyse that finished in the last step found red's files (CybORG puts
+        them in the dictionary observation, which the vector lacks)."""
+        return self._analysis[_AGENT_INDEX[agent]].copy()
+
     def busy_agents(self) -> set[str]:
         return {agent for agent, busy in zip(cc4.AGENTS, self._blue.busy(), strict=True) if busy}
 
@@ -142,6 +151,8 @@ class CC4Sim:
         self._red = RedTeam(self.topology, self._hosts, self._rng)
         self._observer = Observer(self.topology)
         self._blue = blue.BlueTeam(self.topology)
+        self._host_slots = [blue.host_slots(i, self.topology) for i in range(_NUM_AGENTS)]
+        self._analysis = [np.zeros(cc4.HOST_SLOTS[cc4.agent_type(a)], dtype=bool) for a in cc4.AGENTS]
         self._green_penalty = (LWF[:, self._greens.subnet], ASF[:, self._greens.subnet])
         self._t = 0
         self.reward_terms = RewardTerms()

@@ -43,3 +43,7 @@ class CC4ParallelEnv(ParallelEnv):
 
     def action_mask(self, agent: str) -> np.ndarray:
         return self._env.action_mask(agent)
+
+    def analysis(self, agent: str) -> np.ndarray:
+        """Host slots where the agent's Analyse that finished in the last step found red's files."""
+        return self._env.analysis(agent)

@@ -345,6 +345,7 @@ class RedTeam:
                 if not source.abstract:  # the escalation is launched from the source session
                     return False
                 chosen.root = True
+                hosts.malware[target] = True  # escalate.sh, density 0.9
             if target == topo.server0[topo.subnet[target]]:
                 agent.mentioned.extend(int(topo.server0[s]) for s in SERVER0_LINKS[int(topo.subnet[target])])
             return True
@@ -396,9 +397,10 @@ class RedTeam:
 
     @staticmethod
     def _start_shell(agent: RedAgent, target: int, hosts: HostState, seen: bool) -> None:
-        """An exploit's user shell; when its process-creation event fires, blue's end-of-step Monitor reads the PID
-        (CON has no blue agent, so its list is never read)."""
+        """An exploit's user shell and its file; when its process-creation event fires, blue's end-of-step
+        Monitor reads the PID (CON has no blue agent, so its list is never read)."""
         pid = hosts.new_pid(target)
+        hosts.malware[target] = True  # the exploit's cmd.sh, density 0.9, whether or not blue saw the process
         if seen:
             hosts.suspicious[target].add(pid)
         agent.add_session(target, abstract=False, pid=pid)

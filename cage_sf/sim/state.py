@@ -23,6 +23,7 @@ class HostState:
     blocks: np.ndarray  # (9, 9) bool: blocks[dst, src] = traffic from src into dst is blocked
     proc_flag: np.ndarray  # (H,) bool: a process-creation event happened on the host this step
     conn_flag: np.ndarray  # (H,) bool: a network-connection event happened on the host this step
+    malware: np.ndarray  # (H,) bool: red left a file that blue's Analyse reports (an exploit's cmd.sh, escalate.sh)
     pids: list[set[int]]  # per host: PIDs of processes started this episode (red sessions, decoys), counted from
     # the snapshot's highest PID as 0
     suspicious: list[set[int]]  # per host: PIDs blue's Monitor read from process-creation events; never cleared
@@ -40,6 +41,7 @@ class HostState:
             blocks=np.zeros((NUM_SUBNETS, NUM_SUBNETS), dtype=bool),
             proc_flag=np.zeros(num_hosts, dtype=bool),
             conn_flag=np.zeros(num_hosts, dtype=bool),
+            malware=np.zeros(num_hosts, dtype=bool),
             pids=[set() for _ in range(num_hosts)],
             suspicious=[set() for _ in range(num_hosts)],
             pid_rng=pid_rng,
@@ -53,13 +55,14 @@ class HostState:
 
     def restore(self, topo: Topology, host: int) -> None:
         """Roll a host back to its creation snapshot: services back at 100 %, OTService running, decoys and red
-        processes gone (blue's suspicious PIDs stay)."""
+        processes and files gone (blue's suspicious PIDs stay)."""
         self.active[host] = topo.services[host]
         self.reliability[host] = 100
         self.apache_decoy[host] = False
         self.vsftpd_decoys[host] = 0
         self.proc_flag[host] = False
         self.conn_flag[host] = False
+        self.malware[host] = False
         self.pids[host].clear()
 
     def ports(self, host: int) -> int:
