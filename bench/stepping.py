@@ -23,7 +23,7 @@ def env_steps_in(backend: str, policy: str, seconds: float, seed: int = 0, tuned
     masks = {agent: np.asarray(info[agent]["action_mask"]) for agent in info}
     steps, deadline = 0, time.perf_counter() + seconds
     while time.perf_counter() < deadline:
-        obs, _, terminated, truncated, info = env.step(act(obs, masks, rng))
+        obs, _, terminated, truncated, info = env.step(act(obs, masks, rng, {a: env.analysis(a) for a in obs}))
         steps += 1
         if any(terminated.values()) or any(truncated.values()):
             obs, info = env.reset()

@@ -164,7 +164,7 @@ def record_episode(engine: str, policy: str, seed: int) -> dict[str, float]:
     def choose(observations: dict[str, np.ndarray]) -> dict[str, int]:
         if env.step_count == 0:  # this episode's masks, drawn at reset
             masks.update({a: env.action_mask(a) for a in cc4.AGENTS})
-        return act(observations, masks, rng)
+        return act(observations, masks, rng, {a: env.analysis(a) for a in cc4.AGENTS})
 
     stats: dict[str, float] = {"return": 0.0}
     stats |= {f"phase{p}/{term}": 0.0 for p in range(3) for term in ("sum", *TERMS)}

@@ -1,8 +1,10 @@
 """Scripted blue policies for benchmarks and parity runs.
 
 `load_policy(name)` returns a factory: call it for a fresh policy at the start of each episode. A policy
-maps (observations, action masks, rng) to one action index per agent; it is called every step, also for
-agents that are busy (the backend then drops the action, as CybORG does). Given the observations of only some
+maps (observations, action masks, rng, analysis) to one action index per agent, where `analysis[agent]` marks
+the host slots on which the agent's Analyse that finished in the last step found red's files (the backends'
+`analysis`); it is called every step, also for agents that are busy (the backend then drops the action, as
+CybORG does). Given the observations of only some
 agents, the built-in policies decide those agents alone, as they would in the joint call (a CybORG submission
 asks each agent separately: `cage_sf/scripted_submission.py`).
 
@@ -12,6 +14,8 @@ asks each agent separately: `cage_sf/scripted_submission.py`).
   random-valid   a uniformly random unmasked action
   remove-restore reactive: Remove a host whose malicious-process flag is up, Restore it if it comes back
   restore-decoy  reactive: decoys on every server first, then Restore any host whose process flag is up
+  analyse-restore  Restore a host whose process flag is up or whose Analyse found red's files, otherwise
+                 Analyse the agent's hosts in turn
   module:function  your own policy function, or a class whose instances are policies
 """
 
@@ -26,21 +30,24 @@ import numpy as np
 from cage_sf import cc4
 from cage_sf.errors import UsageError
 
-Policy = Callable[[dict[str, np.ndarray], dict[str, np.ndarray], np.random.Generator], dict[str, int]]
+Policy = Callable[
+    [dict[str, np.ndarray], dict[str, np.ndarray], np.random.Generator, dict[str, np.ndarray]], dict[str, int]
+]
+POLICY_ARGUMENTS = "(observations, masks, rng, analysis)"
 
 _KIND = {agent: cc4.agent_type(agent) for agent in cc4.AGENTS}
 _SLEEP = {agent: cc4.sleep_action(kind) for agent, kind in _KIND.items()}
 
 
-def sleep(obs: dict[str, np.ndarray], masks: dict[str, np.ndarray], rng: np.random.Generator) -> dict[str, int]:
+def sleep(obs: dict[str, np.ndarray], masks: dict[str, np.ndarray], rng, analysis=None) -> dict[str, int]:
     return dict(_SLEEP)
 
 
-def random_any(obs: dict[str, np.ndarray], masks: dict[str, np.ndarray], rng: np.random.Generator) -> dict[str, int]:
+def random_any(obs: dict[str, np.ndarray], masks: dict[str, np.ndarray], rng, analysis=None) -> dict[str, int]:
     return {agent: int(rng.integers(cc4.NUM_ACTIONS[kind])) for agent, kind in sorted(_KIND.items()) if agent in obs}
 
 
-def random_valid(obs: dict[str, np.ndarray], masks: dict[str, np.ndarray], rng: np.random.Generator) -> dict[str, int]:
+def random_valid(obs: dict[str, np.ndarray], masks: dict[str, np.ndarray], rng, analysis=None) -> dict[str, int]:
     return {agent: int(rng.choice(np.flatnonzero(masks[agent]))) for agent in cc4.AGENTS if agent in masks}
 
 
@@ -58,14 +65,19 @@ class ReactiveDefender:
         self._free_at = dict.fromkeys(cc4.AGENTS, 0)
         self._durations = [cc4.action_durations(kind) for kind in (cc4.SMALL, cc4.LARGE)]
 
-    def __call__(self, obs: dict[str, np.ndarray], masks: dict[str, np.ndarray], rng) -> dict[str, int]:
+    def __call__(self, obs: dict[str, np.ndarray], masks: dict[str, np.ndarray], rng, analysis=None) -> dict[str, int]:
         actions = dict(_SLEEP)
         for agent, kind in _KIND.items():
+            if agent in obs and analysis and agent in analysis:
+                self.observe(agent, analysis[agent])
             if agent in obs and self._step >= self._free_at[agent]:
                 actions[agent] = self.choose(agent, kind, process_flags(obs[agent], kind), masks[agent])
                 self._free_at[agent] = self._step + int(self._durations[kind][actions[agent]])
         self._step += 1
         return actions
+
+    def observe(self, agent: str, found: np.ndarray) -> None:
+        """The host slots where the agent's last Analyse found red's files (only `analyse-restore` looks)."""
 
     def choose(self, agent: str, kind: int, flagged: np.ndarray, mask: np.ndarray) -> int:
         raise NotImplementedError
@@ -103,12 +115,37 @@ class RestoreDecoy(ReactiveDefender):
         return _SLEEP[agent]
 
 
+class AnalyseRestore(ReactiveDefender):
+    """Restore what is known to hold red (a process flag: an exploit's shell; or red's files found by Analyse,
+    which also betray escalations and footholds no flag shows), otherwise Analyse the next host in turn."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._found = {agent: set() for agent in cc4.AGENTS}
+        self._next = dict.fromkeys(cc4.AGENTS, 0)
+
+    def observe(self, agent: str, found: np.ndarray) -> None:
+        self._found[agent].update(np.flatnonzero(found).tolist())
+
+    def choose(self, agent: str, kind: int, flagged: np.ndarray, mask: np.ndarray) -> int:
+        restore, analyse = cc4.action_index(kind, "Restore"), cc4.action_index(kind, "Analyse")
+        known = sorted(self._found[agent] | set(np.flatnonzero(flagged).tolist()))
+        if known:
+            self._found[agent].discard(known[0])
+            return restore + known[0]
+        hosts = np.flatnonzero(mask[analyse : analyse + cc4.HOST_SLOTS[kind]])
+        slot = int(hosts[self._next[agent] % len(hosts)])
+        self._next[agent] += 1
+        return analyse + slot
+
+
 BUILTIN: dict[str, Callable[[], Policy]] = {
     "sleep": lambda: sleep,
     "random": lambda: random_any,
     "random-valid": lambda: random_valid,
     "remove-restore": RemoveRestore,
     "restore-decoy": RestoreDecoy,
+    "analyse-restore": AnalyseRestore,
 }
 
 
@@ -122,4 +159,10 @@ def load_policy(name: str) -> Callable[[], Policy]:
         found = getattr(importlib.import_module(module_name), attribute)
     except (ImportError, AttributeError) as exc:
         raise UsageError(f"cannot load policy {name!r}: {exc}") from None
+    try:
+        inspect.signature(found.__call__ if inspect.isclass(found) else found).bind(
+            *[None] * (4 + inspect.isclass(found))
+        )
+    except TypeError:
+        raise UsageError(f"policy {name!r} must take {POLICY_ARGUMENTS}") from None
     return found if inspect.isclass(found) else lambda: found

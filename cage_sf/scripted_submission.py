@@ -20,7 +20,7 @@ import numpy as np
 
 from cage_sf import cc4
 from cage_sf.policies import load_policy
-from cage_sf.submission_template.cc4_agent import episode_step
+from cage_sf.submission_template.cc4_agent import analysis, episode_step
 
 SUBMISSION_PY = '''"""cage-sf's scripted defender {policy!r} (cage_sf/policies.py) as a CAGE Challenge 4 submission.
 
@@ -79,7 +79,9 @@ class ScriptedAgent:
             self._act = self._factory()  # a new episode
         self._calls += 1
         observations = {self.name: np.asarray(observation)}
-        return int(self._act(observations, {self.name: self._mask(action_space)}, self._rng)[self.name])
+        masks = {self.name: self._mask(action_space)}
+        found = {self.name: analysis(self.env, self.name, cc4.HOST_SLOTS[cc4.agent_type(self.name)])}
+        return int(self._act(observations, masks, self._rng, found)[self.name])
 
 
 def scripted_agents(policy: str, seed: int | None = None) -> dict[str, ScriptedAgent]:

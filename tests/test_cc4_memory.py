@@ -6,10 +6,12 @@ import pytest
 from cage_sf import cc4
 from cage_sf.submission_template.cc4_memory import (
     AGENT_FEATURES,
+    ANALYSED_DECAY,
     HOST_FEATURES,
     TRACE_DECAY,
     AgentMemories,
     feature_size,
+    malware_in_files,
 )
 
 SMALL = cc4.agent_layout(cc4.SMALL)
@@ -31,8 +33,11 @@ class OneAgent:
     def __init__(self, layout=SMALL):
         self.rows = AgentMemories(layout)
 
-    def observe(self, vector):
-        self.rows.observe(vector[None])
+    def observe(self, vector, found=()):
+        """`found`: host slots where an Analyse that finished in the last step found red's files."""
+        malware = np.zeros((1, 16), bool)
+        malware[0, list(found)] = True
+        self.rows.observe(vector[None], malware)
 
     def act(self, action, valid):
         self.rows.act(np.array([action]), np.array([valid]), np.array([True]))
@@ -115,3 +120,44 @@ def test_without_host_memory_only_the_vector_and_the_agent_features_remain():
     memory.act(33 + 2, True)
     memory.observe(vector())
     assert memory.busy and memory.features()[OBS] == 1 and not hosts(memory).any()
+
+
+def test_analyse_findings_stay_until_an_own_restore_and_clean_ones_fade():
+    """Slot 4 analysed (2 steps) with red's files, slot 6 without; a Restore of slot 4 forgets its files."""
+    memory = OneAgent()
+    memory.observe(vector())
+    memory.act(4, True)  # Analyse slot 4
+    memory.observe(vector())
+    assert hosts(memory)[4, 7] == hosts(memory)[4, 8] == 0  # still running
+    memory.observe(vector(), found=[4])
+    assert hosts(memory)[4, 7] == 1 and hosts(memory)[4, 8] == 0
+    memory.act(6, True)  # Analyse slot 6: comes back clean
+    memory.observe(vector())
+    memory.observe(vector())
+    assert hosts(memory)[6, 8] == 1 and hosts(memory)[6, 7] == 0 and hosts(memory)[4, 7] == 1
+    memory.act(SMALL["sleep"], True)
+    memory.observe(vector())
+    assert hosts(memory)[6, 8] == pytest.approx(ANALYSED_DECAY)
+    memory.act(33 + 4, True)  # Restore slot 4
+    memory.observe(vector())
+    assert hosts(memory)[4, 7] == 0
+    memory.reset()
+    memory.observe(vector())
+    assert not hosts(memory)[:, 7:].any()
+
+
+def test_malware_in_files_reads_cyborgs_dictionary_observation():
+    """The shape of CybORG's raw observation after an Analyse (seen on CybORG CC4): the host's files with their
+    density; red's carry 0.9. Slots follow the agent's subnets in the given order: servers 0-5, users 6-15."""
+    subnets = ["admin_network_subnet", "office_network_subnet", "public_access_zone_subnet"]
+    red_file = {"Path": "/tmp/", "File Name": "escalate.sh", "Density": 0.9}
+    observation = {
+        "success": True,
+        "office_network_subnet_user_host_3": {"Files": [red_file]},
+        "admin_network_subnet_server_host_2": {"Files": [{"File Name": "cmd.sh", "Density": 0.9, "Signed": False}]},
+        "public_access_zone_subnet_user_host_0": {"Files": [{"File Name": "notes.txt", "Density": 0.1}]},
+        "public_access_zone_subnet_server_host_1": {"Processes": []},
+        "restricted_zone_a_subnet_user_host_1": {"Files": [red_file]},  # not this agent's
+    }
+    assert np.flatnonzero(malware_in_files(observation, subnets)).tolist() == [2, 16 + 6 + 3]
+    assert not malware_in_files({"success": True}, subnets[:1]).any()

@@ -69,3 +69,34 @@ def test_messages_reach_the_same_observation_slots_as_in_our_simulator():
             expected = np.concatenate([messages[sender] for sender in cc4.AGENTS if sender != agent])
             np.testing.assert_array_equal(np.asarray(seen[0][agent])[slots], expected)
             np.testing.assert_array_equal(np.asarray(seen[1][agent])[slots], expected)
+
+
+def test_analysis_reports_the_files_red_left_as_a_submission_reads_them():
+    """blue_agent_4 analyses its hosts in turn on real CybORG: after each finished Analyse, `analysis` marks
+    exactly the analysed slot when CybORG's state holds one of red's files there (density 0.9), and the exported
+    agents' reader, given CybORG's own wrapper as in evaluation.py, reads the same from its dictionary observation."""
+    from CybORG.Agents.Wrappers.EnterpriseMAE import EnterpriseMAE
+
+    from cage_sf.submission_template.cc4_agent import analysis
+
+    env = CybORGBackend(seed=2)
+    env.reset(seed=2)
+    cyborg, agent = env._cyborg, "blue_agent_4"
+    official = EnterpriseMAE(cyborg)
+    for _ in range(60):  # red spreads under Sleep
+        env.step(SLEEP)
+    hosts, labels, found = cyborg.environment_controller.state.hosts, env.action_labels(agent), 0
+    for slot in range(cc4.HOST_SLOTS[cc4.LARGE]):
+        subnet = ("admin_network_subnet", "office_network_subnet", "public_access_zone_subnet")[slot // 16]
+        kind, number = ("server", slot % 16) if slot % 16 < 6 else ("user", slot % 16 - 6)
+        hostname = f"{subnet}_{kind}_host_{number}"
+        if hostname not in hosts:
+            continue
+        env.step(dict(SLEEP, **{agent: labels.index(f"Analyse {hostname}")}))
+        env.step(SLEEP)
+        red_files = any(f.density >= 0.9 for f in hosts[hostname].files)
+        expected = np.arange(48) == slot if red_files else np.zeros(48, bool)
+        assert (env.analysis(agent) == expected).all(), hostname
+        assert (analysis(official, agent, 48) == expected).all(), hostname
+        found += red_files
+    assert found > 0

@@ -84,11 +84,14 @@ def test_exported_greedy_agents_play_exactly_as_the_trained_model(run_fixture, r
     for actor, (run, model) in runs.items() if isinstance(runs, dict) else [("", runs)]:
         out = export(str(run), tmp_path / f"submission{actor}", checkpoint="latest", mode="greedy")
         agents = import_submission_agent(out, monkeypatch).load_agents("cc4_agent")
-        assert_plays_as_the_model(agents, model)
+        findings = assert_plays_as_the_model(agents, model)
+        if run_fixture == "trained_run":  # its greedy agents analyse infected hosts: the findings are compared too
+            assert findings > 0
 
 
-def assert_plays_as_the_model(agents: dict, model: CC4ActorCritic) -> None:
-    decisions = []
+def assert_plays_as_the_model(agents: dict, model: CC4ActorCritic) -> int:
+    """Returns how often an agent's Analyse found red's files on the way (the agents read it from the env)."""
+    decisions, findings = [], 0
     for seed in range(3):
         recorder = Recorder(make_backend("sim", seed=seed))
         env = CC4SampleFactoryEnv(lambda recorder=recorder: recorder, step_timeout_s=5, messages=model.messages)
@@ -108,7 +111,9 @@ def assert_plays_as_the_model(agents: dict, model: CC4ActorCritic) -> None:
                 np.testing.assert_array_equal(sent, logits[:, 242:].view(5, -1, 2).argmax(dim=2).numpy())
                 exported = np.concatenate([np.array(exported)[:, None], sent], axis=1)
             encoded, *_ = env.step(exported)
+            findings += sum(recorder.analysis(a).any() for a in cc4.AGENTS)
     assert len(decisions) > 500 and set(decisions) == set(cc4.AGENTS)  # free decisions of both agent types
+    return findings
 
 
 def test_a_run_without_host_memory_exports_agents_without_it(trained_run):

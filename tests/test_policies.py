@@ -71,3 +71,23 @@ def test_module_function_and_class_policies():
 def test_bad_policy_names(name, message):
     with pytest.raises(UsageError, match=message):
         load_policy(name)
+
+
+def test_analyse_restore_analyses_in_turn_and_restores_what_it_found_or_saw_flagged(episode_start):
+    _, masks = episode_start
+    act, none = load_policy("analyse-restore")(), {a: np.zeros(cc4.HOST_SLOTS[cc4.agent_type(a)], bool) for a in SLEEP}
+    analyse, restore = cc4.action_index(0, "Analyse"), cc4.action_index(0, "Restore")
+    slots = np.flatnonzero(masks["blue_agent_0"][analyse : analyse + 16])
+    chosen = [act(quiet_obs(), masks, None, none)["blue_agent_0"] for _ in range(4)]
+    assert chosen == [analyse + slots[0], SLEEP["blue_agent_0"], analyse + slots[1], SLEEP["blue_agent_0"]]
+    found = dict(none, blue_agent_0=np.arange(16) == slots[1])  # the second Analyse came back with red's files
+    assert act(quiet_obs(), masks, None, found)["blue_agent_0"] == restore + slots[1]
+    [act(quiet_obs(), masks, None, none) for _ in range(4)]  # Restore takes 5 steps
+    assert act(quiet_obs({"blue_agent_0": 5}), masks, None, none)["blue_agent_0"] == restore + 5
+    [act(quiet_obs(), masks, None, none) for _ in range(4)]
+    assert act(quiet_obs(), masks, None, none)["blue_agent_0"] == analyse + slots[2]  # back to its round
+
+
+def test_a_policy_with_the_wrong_arguments_is_refused():
+    with pytest.raises(UsageError, match=r"must take \(observations, masks, rng, analysis\)"):
+        load_policy("cage_sf.policies:process_flags")

@@ -36,6 +36,7 @@ ALLOW_0 = cc4.action_commands(cc4.SMALL).index("AllowTrafficZone")
 BLOCK_0 = cc4.action_commands(cc4.SMALL).index("BlockTrafficZone")
 DECOY_0 = cc4.action_commands(cc4.SMALL).index("DeployDecoy")
 REMOVE_0 = cc4.action_commands(cc4.SMALL).index("Remove")
+ANALYSE_0 = cc4.action_commands(cc4.SMALL).index("Analyse")
 RNG = np.random.default_rng(0)
 
 
@@ -589,3 +590,32 @@ def test_index_spaces_labels_and_observation_layout_match_cyborg():
         fixed = np.r_[0, np.concatenate([np.arange(1, 28) + 59 * b for b in range(cc4.SUBNETS[cc4.agent_type(agent)])])]
         assert (real_obs[agent][fixed] == sim_obs[agent][fixed]).all()
         assert (real_obs[agent][-32:] == sim_obs[agent][-32:]).all()
+
+
+def test_red_leaves_files_that_analyse_finds_and_restore_wipes():
+    """Exploits leave cmd.sh and escalations escalate.sh (density 0.9): every host where red holds a shell it
+    exploited or a root session carries one; a finished Analyse reports them on its slot only; Restore wipes them."""
+    sim = make_cc4(seed=0)
+    sim.reset()
+    rng = np.random.default_rng(1)
+    for _ in range(200):  # random blue actions: Restores and Removes keep changing red's holdings
+        sim.step({a: int(rng.choice(np.flatnonzero(sim.action_mask(a)))) for a in sim.agents})
+        for agent in sim.red.agents:
+            for session in agent.sessions.values():
+                if session.root or not session.abstract:
+                    assert sim.hosts.malware[session.host]
+    run(sim, 60)
+    slots = sim.topology.slot_host[RZA]
+    infected = next(i for i in range(16) if slots[i] >= 0 and sim.hosts.malware[slots[i]])
+    clean = next(i for i in range(16) if slots[i] >= 0 and not sim.hosts.malware[slots[i]])
+    run(sim, 5)  # whatever blue_agent_0 started has finished
+    sim.step(dict(SLEEP, blue_agent_0=ANALYSE_0 + infected))
+    assert not sim.analysis("blue_agent_0").any()  # Analyse takes 2 steps
+    sim.step(SLEEP)
+    assert np.flatnonzero(sim.analysis("blue_agent_0")).tolist() == [infected]
+    sim.step(dict(SLEEP, blue_agent_0=ANALYSE_0 + clean))
+    sim.step(SLEEP)
+    assert not sim.analysis("blue_agent_0").any()
+    sim.step(dict(SLEEP, blue_agent_0=RESTORE_0 + infected))
+    run(sim, 4)
+    assert not sim.hosts.malware[slots[infected]]
