@@ -65,11 +65,13 @@ def build_parser() -> argparse.ArgumentParser:
     from sample_factory.cfg.arguments import parse_sf_args  # imports torch: only when a config is built
 
     from cage_sf.env_registry import add_cc4_env_args
+    from cage_sf.imitation import add_imitation_args
     from cage_sf.models import add_model_args
 
     parser, _ = parse_sf_args(["--env=cc4"])
     add_cc4_env_args(parser)
     add_model_args(parser)
+    add_imitation_args(parser)
     parser._option_string_actions["--device"].choices = ["auto", "gpu", "cpu"]
     parser.add_argument_group("cage-sf").add_argument(
         "--stall_timeout_s",

@@ -16,6 +16,7 @@ from sample_factory.train import make_runner
 from cage_sf.backends import resolve_backend
 from cage_sf.console import sf_log_muted
 from cage_sf.errors import UsageError
+from cage_sf.imitation import warm_start
 from cage_sf.presets import build_parser, check_config, parse_config, parse_overrides, preset_argv
 from cage_sf.run_guard import RunGuard
 
@@ -82,6 +83,7 @@ def train(preset: str, overrides: list[str]) -> int:
         import cage_sf.models  # noqa: F401  (registers the CC4 actor-critic)
 
     print(f"backend: {cfg.backend} ({BACKEND_WHY.get(cfg.backend, 'asked for with --backend')})", flush=True)
+    warm_start(cfg)  # --imitate: a fresh run's first checkpoint
     _interrupt_on_sigterm()
     cfg, runner = make_runner(cfg)
     runner.register_observer(_FinalSummaries())

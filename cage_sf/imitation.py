@@ -1,0 +1,182 @@
+"""Imitation warm start (`--imitate=POLICY`): before APPO's first step the actors learn a scripted defender's
+choices and the critics the returns it earns, on episodes of our simulator, and the run's first checkpoint
+holds the result. Reinforcement learning then starts from a policy that already defends instead of from noise.
+
+Only a fresh run imitates: a run with a checkpoint resumes from it. The demonstrations go through the same
+adapter as training (`CC4VectorEnv`), so the networks learn from exactly the features they will see; only the
+decisions of free agents are imitated (a busy agent's only choice is Sleep).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.nn import functional
+
+from cage_sf import cc4
+from cage_sf.adapter import CC4VectorEnv, action_space, observation_space
+from cage_sf.backends import make_backend
+from cage_sf.policies import BUILTIN, Policy, load_policy
+
+NUM_ENVS = 8  # simulator episodes played side by side while recording
+
+
+def add_imitation_args(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("imitation warm start (a fresh run only)")
+    group.add_argument(
+        "--imitate",
+        default="none",
+        choices=["none", *BUILTIN],
+        help="a scripted defender of cage_sf.policies the networks imitate before reinforcement learning starts",
+    )
+    group.add_argument("--imitate_episodes", default=32, type=int, help="simulator episodes of demonstrations")
+    group.add_argument("--imitate_epochs", default=8, type=int, help="passes over the demonstrations")
+    group.add_argument("--imitate_lr", default=1e-3, type=float, help="Adam's learning rate while imitating")
+
+
+class _Teacher:
+    """A backend whose scripted policy decides every step from what the backend shows: the observations and
+    masks of the last reset or step and Analyse's findings. A new policy starts with every episode."""
+
+    def __init__(self, backend, policy: str, rng: np.random.Generator):
+        self._backend, self._new_policy, self._rng = backend, load_policy(policy), rng
+        self._policy: Policy | None = None
+        self._obs: dict[str, np.ndarray] = {}
+        self._masks: dict[str, np.ndarray] = {}
+
+    def reset(self, seed: int | None = None):
+        self._obs, info = self._backend.reset(seed=seed)
+        self._masks = {a: np.asarray(info[a]["action_mask"]) for a in cc4.AGENTS}
+        self._policy = self._new_policy()
+        return self._obs, info
+
+    def step(self, actions, messages=None):
+        result = self._backend.step(actions, messages)
+        self._obs = result[0]
+        return result
+
+    def choose(self) -> list[int]:
+        analysis = {a: self._backend.analysis(a) for a in cc4.AGENTS}
+        actions = self._policy(self._obs, self._masks, self._rng, analysis)
+        return [actions[a] for a in cc4.AGENTS]
+
+    def __getattr__(self, name: str):
+        return getattr(self._backend, name)
+
+
+@dataclass
+class Demonstrations:
+    """One row per agent and env step: its inputs, the teacher's action, the discounted (scaled) team return."""
+
+    inputs: dict[str, torch.Tensor]
+    actions: torch.Tensor
+    returns: torch.Tensor
+    free: torch.Tensor  # the agent had a choice (not busy)
+    mean_return: float  # the teacher's mean episode return, counted as training counts it
+
+
+def demonstrate(
+    policy: str, episodes: int, gamma: float, reward_scale: float, seed: int = 0, steps: int = cc4.EPISODE_STEPS
+) -> Demonstrations:
+    """Play `policy` on our simulator for `episodes` episodes of `steps` env steps (NUM_ENVS at a time) through
+    the training adapter."""
+    rng = np.random.default_rng(seed)
+    teachers: list[_Teacher] = []
+
+    def teacher() -> _Teacher:
+        teachers.append(_Teacher(make_backend("sim", seed=seed + len(teachers), steps=steps), policy, rng))
+        return teachers[-1]
+
+    env = CC4VectorEnv(teacher, NUM_ENVS, step_timeout_s=60.0)
+    obs, _ = env.reset(seed=seed)
+    inputs: dict[str, list[np.ndarray]] = {key: [] for key in obs}
+    actions, rewards, dones, episode_returns = [], [], [], []
+    for _ in range(-(-episodes // NUM_ENVS) * (steps - 1)):  # an episode ends after steps - 1 (CybORG's count)
+        for key, value in obs.items():
+            inputs[key].append(value.astype(np.float16))
+        chosen = np.array([teacher.choose() for teacher in teachers]).ravel()
+        obs, reward, terminated, truncated, infos = env.step(chosen)
+        actions.append(chosen)
+        rewards.append(reward * reward_scale)
+        dones.append(terminated | truncated)
+        episode_returns += [i["true_objective"] for i in infos[:: len(cc4.AGENTS)] if "episode_extra_stats" in i]
+    returns = np.zeros_like(np.array(rewards))
+    following = np.zeros_like(rewards[0])
+    for t in reversed(range(len(rewards))):  # every recorded episode is complete: nothing to bootstrap
+        following = rewards[t] + gamma * following * ~dones[t]
+        returns[t] = following
+    stacked = {key: torch.from_numpy(np.concatenate(value)) for key, value in inputs.items()}
+    return Demonstrations(
+        inputs=stacked,
+        actions=torch.from_numpy(np.concatenate(actions)),
+        returns=torch.from_numpy(returns.ravel()).float(),
+        free=stacked["valid_actions"].float().sum(dim=1) > 1,
+        mean_return=float(np.mean(episode_returns)),
+    )
+
+
+def imitate(model, demos: Demonstrations, epochs: int, lr: float, batch_size: int = 512) -> dict[str, float]:
+    """Cross-entropy of the actors' logits on the teacher's actions (free agents) plus the critics' squared error
+    on its returns. Returns the last epoch's mean losses and how often the actors' likeliest action is the
+    teacher's."""
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    generator = torch.Generator().manual_seed(0)
+    rows = len(demos.actions)
+    for _ in range(epochs):
+        totals = np.zeros(3)
+        for batch in torch.randperm(rows, generator=generator).split(batch_size):
+            inputs = {key: value[batch].float() for key, value in demos.inputs.items()}
+            out = model.forward_tail(model.forward_head(model.normalize_obs(inputs)), False, sample_actions=False)
+            free = demos.free[batch]
+            logits = out["action_logits"][free, : cc4.NUM_ACTIONS[cc4.LARGE]]
+            policy_loss = functional.cross_entropy(logits, demos.actions[batch][free])
+            value_loss = functional.mse_loss(out["values"], demos.returns[batch])
+            optimizer.zero_grad()
+            (policy_loss + value_loss).backward()
+            optimizer.step()
+            agree = (logits.argmax(dim=1) == demos.actions[batch][free]).float().mean()
+            totals += [policy_loss.item(), value_loss.item(), agree.item()]
+        totals /= -(-rows // batch_size)
+    return {"policy_loss": totals[0], "value_loss": totals[1], "agreement": totals[2]}
+
+
+def warm_start(cfg) -> Path | None:
+    """The run's first checkpoint from imitating `cfg.imitate`, unless the run has a checkpoint (then None)."""
+    from cage_sf.models import CC4ActorCritic
+
+    checkpoint_dir = Path(cfg.train_dir, cfg.experiment, "checkpoint_p0")
+    if cfg.imitate == "none" or any(checkpoint_dir.glob("checkpoint_*")):
+        return None
+    started = time.perf_counter()
+    print(f"imitation: {cfg.imitate_episodes} simulator episodes of {cfg.imitate}...", flush=True)
+    demos = demonstrate(
+        cfg.imitate, cfg.imitate_episodes, cfg.gamma, cfg.reward_scale, cfg.seed or 0, cfg.episode_steps
+    )
+    model = CC4ActorCritic(observation_space(), action_space(cfg.messages), cfg)
+    losses = imitate(model, demos, cfg.imitate_epochs, cfg.imitate_lr)
+    betas = (cfg.adam_beta1, cfg.adam_beta2)
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.learning_rate, betas=betas, eps=cfg.adam_eps)  # as SF's
+    checkpoint = {
+        "train_step": 0,
+        "env_steps": 0,
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "curr_lr": cfg.learning_rate,
+    }
+    checkpoint_dir.mkdir(parents=True, exist_ok=True)
+    path = checkpoint_dir / f"checkpoint_{0:09d}_0.pth"
+    torch.save(checkpoint, f"{path}.tmp")
+    os.replace(f"{path}.tmp", path)
+    print(
+        f"imitation: the teacher scored {demos.mean_return:.0f} per episode; after {cfg.imitate_epochs} epochs "
+        f"the actors pick its action {losses['agreement']:.0%} of the time (value loss {losses['value_loss']:.3f}); "
+        f"{time.perf_counter() - started:.0f} s -> {path}",
+        flush=True,
+    )
+    return path

@@ -1,0 +1,71 @@
+"""The imitation warm start (cage_sf/imitation.py): demonstrations through the training adapter, the networks
+fitted to them, and the checkpoint Sample Factory's learner starts from."""
+
+import numpy as np
+import pytest
+import torch
+
+from cage_sf import cc4
+from cage_sf.adapter import action_space, observation_space
+from cage_sf.imitation import NUM_ENVS, demonstrate, imitate, warm_start
+from cage_sf.models import CC4ActorCritic
+from cage_sf.train import resolve_config
+
+STEPS = 60  # short simulator episodes
+
+
+@pytest.fixture(scope="module")
+def demos():
+    return demonstrate("analyse-restore", NUM_ENVS, gamma=0.99, reward_scale=0.02, steps=STEPS)
+
+
+def test_demonstrations_hold_the_teachers_valid_choices_and_returns(demos):
+    rows = NUM_ENVS * (STEPS - 1) * len(cc4.AGENTS)
+    assert len(demos.actions) == len(demos.returns) == len(demos.inputs["obs"]) == rows
+    valid = demos.inputs["valid_actions"].float()
+    assert valid[torch.arange(rows), demos.actions].all()  # the teacher only picks what the mask allows
+    free = demos.actions[demos.free]
+    small = free[demos.inputs["agent_type"][demos.free, 0] == 0]
+    commands = {cc4.action_commands(cc4.SMALL)[a] for a in small.tolist()}
+    assert {"Analyse", "Restore"} <= commands  # analyses in turn, restores what it finds
+    assert (demos.returns <= 0).all() and demos.returns.min() < 0 and demos.mean_return < 0
+    assert not demos.free.all() and demos.free.any()  # busy agents have no choice to imitate
+
+
+def test_imitation_makes_the_actors_pick_the_teachers_actions(demos):
+    cfg = resolve_config("smoke", [])
+    model = CC4ActorCritic(observation_space(), action_space(False), cfg)
+    before = imitate(model, demos, epochs=1, lr=0.0)  # lr 0: the untrained model's agreement
+    after = imitate(model, demos, epochs=6, lr=1e-3, batch_size=128)
+    assert after["agreement"] > max(0.3, before["agreement"] + 0.25), (before, after)
+    assert after["value_loss"] < before["value_loss"]
+
+
+def test_warm_start_writes_the_first_checkpoint_of_a_fresh_run_only(tmp_path, demos):
+    cfg = resolve_config(
+        "smoke",
+        [f"--train_dir={tmp_path}", "--imitate=analyse-restore", "--imitate_episodes=8", "--imitate_epochs=1"]
+        + [f"--episode_steps={STEPS}"],
+    )
+    path = warm_start(cfg)
+    assert path == tmp_path / "smoke" / "checkpoint_p0" / "checkpoint_000000000_0.pth"
+    checkpoint = torch.load(path)
+    assert checkpoint["train_step"] == checkpoint["env_steps"] == 0
+    model = CC4ActorCritic(observation_space(), action_space(False), cfg)  # loaded as SF's learner loads it
+    model.load_state_dict(checkpoint["model"])
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.learning_rate, eps=cfg.adam_eps)
+    optimizer.load_state_dict(checkpoint["optimizer"])
+    fresh = CC4ActorCritic(observation_space(), action_space(False), cfg)
+    agreement = [imitate(m, demos, epochs=1, lr=0.0)["agreement"] for m in (model, fresh)]  # lr 0: measured only
+    assert agreement[0] > agreement[1] + 0.05, agreement
+    assert warm_start(cfg) is None  # the run has a checkpoint now: it resumes, it does not imitate again
+    assert warm_start(resolve_config("smoke", [f"--train_dir={tmp_path / 'other'}"])) is None  # --imitate=none
+    assert not (tmp_path / "other").exists()
+
+
+def test_only_a_scripted_policy_can_be_imitated():
+    from cage_sf.errors import UsageError
+
+    with pytest.raises((SystemExit, UsageError)):
+        resolve_config("smoke", ["--imitate=nope"])
+    assert np.isfinite(resolve_config("smoke", ["--imitate=analyse-restore"]).imitate_lr)
