@@ -42,7 +42,7 @@ sys.path.insert(0, str(REPO))
 from cage_sf.errors import UsageError  # noqa: E402
 
 AGENTS_PER_ENV = 5
-SCRIPTED = ("restore-decoy", "remove-restore", "none")
+SCRIPTED = ("analyse-restore", "restore-decoy", "remove-restore", "none")
 RESERVED = {
     "backend": "the benchmark trains on our simulator (--backend=sim)",
     "train_for_seconds": "use --minutes",

@@ -33,7 +33,7 @@ from cage_sf.policies import load_policy
 from cage_sf.sim.red import ACTION_NAMES, WD
 from cage_sf.sim.topology import MAX_SERVERS, MAX_USERS, MIN_SERVERS, MIN_USERS, NUM_RED
 
-STATS_VERSION = 3  # bump when a statistic's definition changes: cached episodes are then recomputed
+STATS_VERSION = 4  # bump when a statistic's definition changes: cached episodes are then recomputed
 HOLDING_STEPS = (100, 250, 400, 499)
 DEFENDED = {  # subnet name -> (blue agent, block index inside its observation / action slots)
     "restricted_zone_a_subnet": (0, 0),
@@ -173,6 +173,7 @@ def record_episode(engine: str, policy: str, seed: int) -> dict[str, float]:
     first_active = {f"red/agent{i}/first_active": float(EPISODE_LENGTH) for i in RED_AGENTS}
     hosts = {}
     flags = {f"flags/{kind}/{name}": 0.0 for name in DEFENDED for kind in ("process", "connection")}
+    stats["analysis/findings"] = 0.0  # hosts where a finished Analyse found red's files
     steps = 0
     for k, obs, team_reward in evaluation_episode(env, choose):
         if k == 1:
@@ -181,6 +182,7 @@ def record_episode(engine: str, policy: str, seed: int) -> dict[str, float]:
                 stats[f"topology/{name}/servers"] = float(hosts[name][:6].sum())
                 stats[f"topology/{name}/users"] = float(hosts[name][6:].sum())
         steps = k
+        stats["analysis/findings"] += sum(int(env.analysis(a).sum()) for a in cc4.AGENTS)
         for i, agent in enumerate(cc4.AGENTS):
             for name, start in flag_slices(i):
                 flags[f"flags/process/{name}"] += obs[agent][start + cc4.PROCESS_FLAGS :][:16] @ hosts[name]

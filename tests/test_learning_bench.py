@@ -96,7 +96,7 @@ def play(env, choose, episodes: int) -> list[list[dict[str, int]]]:
     return played
 
 
-@pytest.mark.parametrize("policy", ["restore-decoy", "remove-restore", "sleep"])
+@pytest.mark.parametrize("policy", ["analyse-restore", "restore-decoy", "remove-restore", "sleep"])
 def test_per_agent_wrapper_plays_the_joint_policys_actions_on_the_simulator(policy):
     env = make_cc4(seed=3)
     state = {}
@@ -105,7 +105,7 @@ def test_per_agent_wrapper_plays_the_joint_policys_actions_on_the_simulator(poli
         if env.step_count == 0:  # a fresh policy and this episode's masks, as cage-sf parity plays it
             state["act"] = load_policy(policy)()
             state["masks"] = {a: env.action_mask(a) for a in cc4.AGENTS}
-        return state["act"](observations, state["masks"], None)
+        return state["act"](observations, state["masks"], None, {a: env.analysis(a) for a in cc4.AGENTS})
 
     expected = play(env, joint, episodes=2)
     env = make_cc4(seed=3)
@@ -189,7 +189,7 @@ def test_options_resolve_the_run_and_pass_the_rest_to_training(tmp_path):
     )
     assert args.experiment == "learning-smoke" and args.train_dir == (tmp_path / "runs").resolve()
     assert overrides == ["--num_workers=1", "--seed=3"] and args.cyborg_episodes == 50 and args.episodes == 100
-    assert args.scripted == "restore-decoy" and args.minutes is None
+    assert args.scripted == "analyse-restore" and args.minutes is None
 
 
 def test_a_yaml_preset_is_passed_on_as_an_absolute_path(monkeypatch):
