@@ -23,6 +23,7 @@ from cage_sf import cc4
 from cage_sf.adapter import CC4VectorEnv, action_space, observation_space
 from cage_sf.backends import make_backend
 from cage_sf.policies import BUILTIN, Policy, load_policy
+from cage_sf.submission_template.cc4_agent import one_thread
 
 NUM_ENVS = 8  # simulator episodes played side by side while recording
 
@@ -121,14 +122,21 @@ def demonstrate(
     )
 
 
-def imitate(model, demos: Demonstrations, epochs: int, lr: float, batch_size: int = 512) -> dict[str, float]:
+def imitate(
+    model, demos: Demonstrations, epochs: int, lr: float, batch_size: int = 512, progress: bool = False
+) -> dict[str, float]:
     """Cross-entropy of the actors' logits on the teacher's actions (free agents) plus the critics' squared error
     on its returns. Returns the last epoch's mean losses and how often the actors' likeliest action is the
-    teacher's."""
+    teacher's (`progress`: a line per epoch)."""
+    with one_thread():  # small batches: on a busy 2-core box two threads ran 5x slower than one
+        return _imitate(model, demos, epochs, lr, batch_size, progress)
+
+
+def _imitate(model, demos: Demonstrations, epochs: int, lr: float, batch_size: int, progress: bool) -> dict:
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     generator = torch.Generator().manual_seed(0)
     rows = len(demos.actions)
-    for _ in range(epochs):
+    for epoch in range(epochs):
         totals = np.zeros(3)
         for batch in torch.randperm(rows, generator=generator).split(batch_size):
             inputs = {key: value[batch].float() for key, value in demos.inputs.items()}
@@ -143,6 +151,9 @@ def imitate(model, demos: Demonstrations, epochs: int, lr: float, batch_size: in
             agree = (logits.argmax(dim=1) == demos.actions[batch][free]).float().mean()
             totals += [policy_loss.item(), value_loss.item(), agree.item()]
         totals /= -(-rows // batch_size)
+        if progress:
+            line = f"imitation: epoch {epoch + 1}/{epochs}: agreement {totals[2]:.0%}, value loss {totals[1]:.3f}"
+            print(line, flush=True)
     return {"policy_loss": totals[0], "value_loss": totals[1], "agreement": totals[2]}
 
 
@@ -159,7 +170,7 @@ def warm_start(cfg) -> Path | None:
         cfg.imitate, cfg.imitate_episodes, cfg.gamma, cfg.reward_scale, cfg.seed or 0, cfg.episode_steps
     )
     model = CC4ActorCritic(observation_space(), action_space(cfg.messages), cfg)
-    losses = imitate(model, demos, cfg.imitate_epochs, cfg.imitate_lr)
+    losses = imitate(model, demos, cfg.imitate_epochs, cfg.imitate_lr, progress=True)
     betas = (cfg.adam_beta1, cfg.adam_beta2)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.learning_rate, betas=betas, eps=cfg.adam_eps)  # as SF's
     checkpoint = {
