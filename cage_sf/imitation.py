@@ -37,7 +37,7 @@ def add_imitation_args(parser: argparse.ArgumentParser) -> None:
         help="a scripted defender of cage_sf.policies the networks imitate before reinforcement learning starts",
     )
     group.add_argument("--imitate_episodes", default=32, type=int, help="simulator episodes of demonstrations")
-    group.add_argument("--imitate_epochs", default=8, type=int, help="passes over the demonstrations")
+    group.add_argument("--imitate_epochs", default=10, type=int, help="passes over the demonstrations")
     group.add_argument("--imitate_lr", default=1e-3, type=float, help="Adam's learning rate while imitating")
 
 

@@ -32,11 +32,14 @@ def test_impala_seed_hyperparameters():
     assert not cfg.actor_critic_share_weights
 
 
-def test_the_leaderboard_preset_trains_the_entity_actor_on_defaults_settings():
+def test_the_leaderboard_preset_fine_tunes_an_imitating_entity_actor_on_defaults_other_settings():
     leaderboard, default = resolve_config("leaderboard", []), resolve_config("default", [])
     assert leaderboard.actor == "entity" and default.actor == "mlp"
+    assert leaderboard.imitate == "analyse-restore" and default.imitate == "none"
+    assert leaderboard.learning_rate < default.learning_rate / 2
     differ = {k for k in vars(default) if getattr(default, k) != getattr(leaderboard, k)}
-    assert differ - {"command_line", "cli_args"} == {"actor", "experiment"}
+    tuned = {"actor", "imitate", "learning_rate", "exploration_loss_coeff"}
+    assert differ - {"command_line", "cli_args"} == tuned | {"experiment"}
 
 
 def test_extends_and_overrides_win():
