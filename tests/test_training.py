@@ -138,13 +138,17 @@ def interrupt(process: subprocess.Popen) -> None:
 def test_killed_run_resumes_from_last_checkpoint(tmp_path, backend):
     """`kill` mid-run (after a best checkpoint, whose numpy score torch>=2.6 refuses to load), then the same
     command again: train step and env steps continue from the last checkpoint. The run is far longer than the
-    test, so however fast the machine, both runs are interrupted mid-way."""
+    test, so however fast the machine, both runs are interrupted mid-way. The fresh run starts from an imitation
+    checkpoint (--imitate); the resumed one does not imitate again."""
     command = [
         str(REPO / "train.sh"),
         "smoke",
         f"--backend={backend}",
         f"--train_dir={tmp_path}",
         "--train_for_env_steps=1000000000",
+        "--imitate=analyse-restore",
+        "--imitate_episodes=8",
+        "--imitate_epochs=1",
     ]
     run_dir = tmp_path / "smoke"
 
@@ -152,9 +156,13 @@ def test_killed_run_resumes_from_last_checkpoint(tmp_path, backend):
         best = checkpoints(run_dir, "best")
         return bool(best) and any(env_steps(c) > env_steps(best[0]) for c in checkpoints(run_dir))
 
-    first = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    wait_for(best_then_regular_checkpoint, 400, "checkpoint after a best checkpoint", first)
-    interrupt(first)
+    first_log = tmp_path / "first.log"
+    with first_log.open("w") as sink:
+        first = subprocess.Popen(command, stdout=sink, stderr=subprocess.STDOUT, start_new_session=True)
+        wait_for(best_then_regular_checkpoint, 400, "checkpoint after a best checkpoint", first)
+        interrupt(first)
+    assert "imitation: the teacher scored" in first_log.read_text()
+    assert LOADED.search(first_log.read_text()).groups() == ("0", "0")  # SF's learner started from it
     last = checkpoints(run_dir)[-1]
 
     log = tmp_path / "second.log"
@@ -170,6 +178,7 @@ def test_killed_run_resumes_from_last_checkpoint(tmp_path, backend):
         wait_for(lambda: int(checkpoints(run_dir)[-1].stem.split("_")[1]) > train_step, 300, "new checkpoint", second)
         interrupt(second)
     assert env_steps(checkpoints(run_dir)[-1]) > steps
+    assert "imitation:" not in log.read_text()
 
 
 def trained_returns(tmp_path, *overrides: str, timeout: float = 300) -> list[float]:
