@@ -38,11 +38,24 @@ sys.path.insert(0, sys.argv[1])
 import cc4_agent
 recorded = np.load(sys.argv[2])
 agents = cc4_agent.load_agents("cc4_agent")
+
+
+class Replay:  # what the env showed the agent: its step counter and what its Analyse found
+    step_count = 0
+
+    def analysis(self, agent):
+        return recorded[agent + "/analysis"][self.step_count]
+
+
 actions = {}
 for name, agent in agents.items():
     agent.greedy = True
-    observations, masks = recorded[name + "/obs"], recorded[name + "/mask"]
-    actions[name] = [agent.get_action(o, mask=m) for o, m in zip(observations, masks)]
+    env = Replay()
+    agent.attach(env)
+    actions[name] = []
+    for step, (o, m) in enumerate(zip(recorded[name + "/obs"], recorded[name + "/mask"])):
+        env.step_count = step
+        actions[name].append(agent.get_action(o, mask=m))
 print(json.dumps(actions))
 """
 
@@ -75,7 +88,7 @@ def test_the_pretrained_agents_run_with_only_torch_and_numpy(tmp_path):
         agent.attach(env)
         agent.greedy = True
     observations, _ = env.reset()
-    recorded = {f"{n}/{k}": [] for n in cc4.AGENTS for k in ("obs", "mask")}
+    recorded = {f"{n}/{k}": [] for n in cc4.AGENTS for k in ("obs", "mask", "analysis")}
     expected = {name: [] for name in cc4.AGENTS}
     for _ in range(60):
         actions = {}
@@ -83,6 +96,7 @@ def test_the_pretrained_agents_run_with_only_torch_and_numpy(tmp_path):
             mask = env.action_mask(name)
             recorded[f"{name}/obs"].append(observations[name])
             recorded[f"{name}/mask"].append(mask)
+            recorded[f"{name}/analysis"].append(env.analysis(name))
             actions[name] = agent.get_action(observations[name], mask=mask)
             expected[name].append(actions[name])
         observations, *_ = env.step(actions)
@@ -99,15 +113,14 @@ def test_the_pretrained_agents_run_with_only_torch_and_numpy(tmp_path):
     assert len({a for actions in expected.values() for a in actions}) > 5  # it acts, not only Sleep
 
 
-def test_the_pretrained_submission_defends_far_better_than_the_best_scripted_defender():
-    """The shipped policy (about -440 on 100 episodes) against scripted restore-decoy (about -1,740), both on
+def test_the_pretrained_submission_defends_far_better_than_scripted_restore_decoy():
+    """The shipped policy (about -170 on 100 episodes) against scripted restore-decoy (about -1,740), both on
     our simulator through evaluation.py's loop, three episodes each on the same seed."""
     torch.manual_seed(0)
-    agents, config = load_agents(PRETRAINED)
-    assert not config["greedy"]
+    agents, _ = load_agents(PRETRAINED)
     returns, phase_sums = play(agents, make_backend("sim", seed=3), episodes=3)
     scripted = scripted_sim_returns("restore-decoy", episodes=3, seed=3)
-    assert mean(returns) > mean(scripted) + 500, (returns, scripted)
+    assert mean(returns) > mean(scripted) + 1000, (returns, scripted)
     assert returns == pytest.approx([sum(p) for p in phase_sums])
 
 

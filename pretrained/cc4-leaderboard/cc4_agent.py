@@ -1,11 +1,12 @@
 """A cage-sf policy as CybORG CC4 blue agents. Needs only torch and numpy (shipped inside a submission).
 
 Reproduces training exactly: each agent keeps the memory training kept (`cc4_memory.AgentMemories`, the same
-file, one row), the agent type picks the network over those features, invalid actions (the wrapper's action mask)
-are masked. CybORG drops an action submitted while the agent is still busy and still charges a Restore, so
-an agent submits Sleep until its in-flight action has finished, as in training. A policy trained with messages
-also picks, every step, the 8 bits the agent sends its team (`CC4Agent.message`); `MessageRelay` hands them to
-the env with the team's actions, since CybORG's `evaluation.py` passes none.
+file, one row) and feeds it what its Analyse found (`analysis`), the agent type picks the network over those
+features, invalid actions (the wrapper's action mask) are masked. CybORG drops an action submitted while the
+agent is still busy and still charges a Restore, so an agent submits Sleep until its in-flight action has
+finished, as in training. A policy trained with messages also picks, every step, the 8 bits the agent sends its
+team (`CC4Agent.message`); `MessageRelay` hands them to the env with the team's actions, since CybORG's
+`evaluation.py` passes none.
 """
 
 from __future__ import annotations
@@ -89,6 +90,17 @@ def episode_step(env, calls: int) -> int:
     return controller.step_count if controller is not None else calls % 499
 
 
+def analysis(env, agent: str, slots: int) -> np.ndarray:
+    """[slots] bool: where the agent's Analyse that finished in the last step found red's files. cage-sf backends
+    say it (`analysis`); under CybORG's wrapper it is read from CybORG's dictionary observation of the agent."""
+    if hasattr(env, "analysis"):
+        return env.analysis(agent)
+    cyborg = getattr(env, "env", None)
+    if hasattr(cyborg, "get_observation") and hasattr(env, "subnets"):
+        return cc4_memory.malware_in_files(cyborg.get_observation(agent), env.subnets(agent))
+    return np.zeros(slots, dtype=bool)
+
+
 class CC4Agent:
     """One blue agent. `attach(env)` gives it the wrapper whose action mask and step counter it reads."""
 
@@ -111,7 +123,8 @@ class CC4Agent:
         if episode_step(self.env, self._calls) == 0:
             self.memory.reset()  # a new episode
         self._calls += 1
-        self.memory.observe(np.asarray(observation)[None])
+        slots = len(self.memory.flag_index)
+        self.memory.observe(np.asarray(observation)[None], analysis(self.env, self.name, slots)[None])
         busy = bool(self.memory.busy[0])
         if busy and self.message is None:
             return self.sleep

@@ -1,14 +1,16 @@
 """What a CC4 blue agent's policy sees: its observation vector plus the memory that vector lacks.
 
-CC4's flags are visible for exactly one step and nothing says whether the agent's own multi-step action is
-still running (CC4_SPEC §4.1), so each agent keeps a small per-episode memory. This one definition is used
-by training (`cage_sf.adapter`, one row per env of a vector of envs) and by the exported submission
-(`cc4_agent.py`, which ships this file, one row per agent), so the policy sees the same features in both.
+CC4's flags are visible for exactly one step, nothing says whether the agent's own multi-step action is
+still running (CC4_SPEC §4.1), and what Analyse finds (red's files: an exploit's cmd.sh, escalate.sh) is only
+in CybORG's dictionary observation, so each agent keeps a small per-episode memory that takes those findings.
+This one definition is used by training (`cage_sf.adapter`, one row per env of a vector of envs) and by the
+exported submission (`cc4_agent.py`, which ships this file, one row per agent), so the policy sees the same
+features in both.
 numpy only: a submission imports nothing of cage-sf.
 
 `layout` (built by `cage_sf.cc4.agent_layout`, stored in a submission's model.json) holds an agent type's
 facts: `obs_size`, `durations` and `command` (command id) and `slot` (host slot or -1) of every action index,
-`sleep`, `restore`/`remove`/`decoy` (command ids), and the observation indices of each host slot's
+`sleep`, `analyse`/`restore`/`remove`/`decoy` (command ids), and the observation indices of each host slot's
 `process_flags` and `connection_flags`; `host_memory` False zeroes the per-host memory (an ablation).
 """
 
@@ -18,11 +20,27 @@ import numpy as np
 
 COMMANDS = 8  # Analyse, Monitor, Remove, Restore, Sleep, AllowTrafficZone, BlockTrafficZone, DeployDecoy
 AGENT_FEATURES = 3 + COMMANDS  # busy, steps remaining, episode progress, command in flight (one-hot)
-HOST_FEATURES = 7  # see AgentMemories.features
+HOST_FEATURES = 9  # see AgentMemories.features
 TRACE_DECAY = 0.9  # a flag seen k steps ago reads 0.9**k (half-life ~6.6 steps)
+ANALYSED_DECAY = 0.98  # a clean Analyse k steps ago reads 0.98**k (half-life ~34 steps): red may be back since
+MALWARE_DENSITY = 0.9  # Analyse lists every file; red's carry this density, and hosts start with none
 COUNT_CAP = 4.0  # counts are read as min(count, cap) / cap
 MAX_DURATION = 5.0  # Restore
 EPISODE_STEPS = 500.0
+
+
+def malware_in_files(observation: dict, subnets: list[str]) -> np.ndarray:
+    """[16 per subnet] bool: the host slots (subnets in the given order; server_host_0..5, user_host_0..9) whose
+    files in CybORG's dictionary observation of one agent include one of red's (Analyse reports them)."""
+    found = np.zeros(16 * len(subnets), dtype=bool)
+    for hostname, facts in observation.items():
+        files = facts.get("Files", []) if isinstance(facts, dict) else []
+        if not any(f.get("Density", 0) >= MALWARE_DENSITY for f in files):
+            continue
+        subnet, kind, _, number = hostname.rsplit("_", 3)  # e.g. office_network_subnet_user_host_3
+        if subnet in subnets and kind in ("server", "user"):
+            found[16 * subnets.index(subnet) + 6 * (kind == "user") + int(number)] = True
+    return found
 
 
 def feature_size(layout: dict) -> int:
@@ -53,7 +71,8 @@ class AgentMemories:
         self.durations = np.asarray(layout["durations"], np.int64)
         self.command = np.asarray(layout["command"], np.int64)
         self.slot = np.asarray(layout["slot"], np.int64)
-        self.restore, self.remove, self.decoy = layout["restore"], layout["remove"], layout["decoy"]
+        self.analyse, self.restore = layout["analyse"], layout["restore"]
+        self.remove, self.decoy = layout["remove"], layout["decoy"]
         self.flag_index = np.stack([layout["process_flags"], layout["connection_flags"]], axis=1)  # [slots, 2]
         self.host_memory = float(layout["host_memory"])
         self.obs_size = layout["obs_size"]
@@ -63,11 +82,14 @@ class AgentMemories:
         self.step = np.full(n, -1, np.int64)
         self.free_at = np.zeros(n, np.int64)
         self.in_flight = np.full(n, -1, np.int64)  # command id of the last submitted action
+        self.target = np.full(n, -1, np.int64)  # its host slot, -1 if none
         self.vectors = np.zeros((n, self.obs_size), np.float32)
         self.traces = np.zeros((n, slots, 2))  # process, connection flags: decaying
         self.counts = np.zeros((n, slots, 2))  # process, connection flags seen since the last own Restore
         self.decoys = np.zeros((n, slots))  # decoys placed since the last own Restore
         self.own = np.zeros((n, slots, 2))  # own Restore, Remove: decaying
+        self.malware = np.zeros((n, slots))  # an own Analyse found red's files since the last own Restore
+        self.analysed = np.zeros((n, slots))  # an own Analyse found none: slowly decaying
         self.reset()
 
     def reset(self, rows=slice(None)) -> None:
@@ -75,7 +97,8 @@ class AgentMemories:
         self.step[rows] = -1
         self.free_at[rows] = 0
         self.in_flight[rows] = -1
-        for state in (self.traces, self.counts, self.decoys, self.own):
+        self.target[rows] = -1
+        for state in (self.traces, self.counts, self.decoys, self.own, self.malware, self.analysed):
             state[rows] = 0.0
 
     @property
@@ -83,14 +106,21 @@ class AgentMemories:
         """Rows whose last action is still running: CybORG drops anything they submit now."""
         return self.step < self.free_at
 
-    def observe(self, vectors: np.ndarray) -> None:
-        """Take this step's observation vectors, [n, obs_size] (the first ones right after reset)."""
+    def observe(self, vectors: np.ndarray, malware: np.ndarray | None = None) -> None:
+        """Take this step's observation vectors, [n, obs_size] (the first ones right after reset), and the host
+        slots where an Analyse that finished in the last step found red's files ([n, slots] bool; None: none)."""
         self.step += 1
         self.vectors[:] = vectors
         flags = self.vectors[:, self.flag_index]
         np.maximum(flags, self.traces * TRACE_DECAY, out=self.traces)
         self.counts += flags
         self.own *= TRACE_DECAY
+        self.analysed *= ANALYSED_DECAY
+        found = np.zeros_like(self.malware, dtype=bool) if malware is None else np.asarray(malware, bool)
+        rows = np.flatnonzero((self.step == self.free_at) & (self.in_flight == self.analyse) & (self.target >= 0))
+        slots = self.target[rows]
+        self.analysed[rows, slots] = ~found[rows, slots]
+        self.malware[found] = 1.0
 
     def act(self, actions: np.ndarray, valid: np.ndarray, acting: np.ndarray) -> None:
         """Rows in `acting` submit `actions` now; an action whose `valid` is False runs as a one-step Sleep."""
@@ -98,21 +128,23 @@ class AgentMemories:
         action, ok = np.asarray(actions)[rows], np.asarray(valid)[rows]
         self.free_at[rows] = self.step[rows] + np.where(ok, self.durations[action], 1)
         command = self.in_flight[rows] = np.where(ok, self.command[action], -1)
-        slot = np.where(ok, self.slot[action], -1)
+        slot = self.target[rows] = np.where(ok, self.slot[action], -1)
         on_host = slot >= 0
         restored = on_host & (command == self.restore)  # a Restore wipes the host: what we counted there is gone
         self.own[rows[restored], slot[restored], 0] = 1.0
         self.counts[rows[restored], slot[restored]] = 0.0
         self.decoys[rows[restored], slot[restored]] = 0.0
+        self.malware[rows[restored], slot[restored]] = 0.0
         removed = on_host & (command == self.remove)
         self.own[rows[removed], slot[removed], 1] = 1.0
         decoyed = on_host & (command == self.decoy)
         self.decoys[rows[decoyed], slot[decoyed]] += 1.0
 
     def features(self) -> np.ndarray:
-        """[n, size]: [observation vector | busy, steps remaining, progress, command in flight | 7 per host slot:
+        """[n, size]: [observation vector | busy, steps remaining, progress, command in flight | 9 per host slot:
         process and connection flag traces, process and connection flags since the last Restore, decoys placed
-        since then, own Restore and Remove traces]."""
+        since then, own Restore and Remove traces, red's files found by an own Analyse since then, a clean
+        own Analyse (decaying)]."""
         out = np.empty((self.n, self.size), np.float32)
         out[:, : self.obs_size] = self.vectors
         agent = out[:, self.obs_size : self.obs_size + AGENT_FEATURES]
@@ -128,5 +160,7 @@ class AgentMemories:
         hosts[..., 2:4] = np.minimum(self.counts, COUNT_CAP) / COUNT_CAP
         hosts[..., 4] = np.minimum(self.decoys, COUNT_CAP) / COUNT_CAP
         hosts[..., 5:7] = self.own
+        hosts[..., 7] = self.malware
+        hosts[..., 8] = self.analysed
         hosts *= self.host_memory
         return out
