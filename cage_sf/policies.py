@@ -4,9 +4,8 @@
 maps (observations, action masks, rng, analysis) to one action index per agent, where `analysis[agent]` marks
 the host slots on which the agent's Analyse that finished in the last step found red's files (the backends'
 `analysis`); it is called every step, also for agents that are busy (the backend then drops the action, as
-CybORG does). Given the observations of only some
-agents, the built-in policies decide those agents alone, as they would in the joint call (a CybORG submission
-asks each agent separately: `cage_sf/scripted_submission.py`).
+CybORG does). Given the observations of only some agents, the built-in policies decide those agents alone, as
+they would in the joint call (a CybORG submission asks each agent separately: `cage_sf/scripted_submission.py`).
 
   sleep          every agent sleeps
   random         every agent draws uniformly from its whole action space, masked indices included
@@ -159,10 +158,9 @@ def load_policy(name: str) -> Callable[[], Policy]:
         found = getattr(importlib.import_module(module_name), attribute)
     except (ImportError, AttributeError) as exc:
         raise UsageError(f"cannot load policy {name!r}: {exc}") from None
+    arguments = [None] * (5 if inspect.isclass(found) else 4)  # a class's __call__ also takes self
     try:
-        inspect.signature(found.__call__ if inspect.isclass(found) else found).bind(
-            *[None] * (4 + inspect.isclass(found))
-        )
+        inspect.signature(found.__call__ if inspect.isclass(found) else found).bind(*arguments)
     except TypeError:
         raise UsageError(f"policy {name!r} must take {POLICY_ARGUMENTS}") from None
     return found if inspect.isclass(found) else lambda: found

@@ -83,8 +83,12 @@ def train(preset: str, overrides: list[str]) -> int:
         import cage_sf.models  # noqa: F401  (registers the CC4 actor-critic)
 
     print(f"backend: {cfg.backend} ({BACKEND_WHY.get(cfg.backend, 'asked for with --backend')})", flush=True)
-    warm_start(cfg)  # --imitate: a fresh run's first checkpoint
     _interrupt_on_sigterm()
+    try:
+        warm_start(cfg)  # --imitate: a fresh run's first checkpoint
+    except KeyboardInterrupt:
+        print("interrupted while imitating: nothing was saved; the same command starts it again", flush=True)
+        return int(ExperimentStatus.INTERRUPTED)
     cfg, runner = make_runner(cfg)
     runner.register_observer(_FinalSummaries())
     guard = RunGuard(runner, cfg.stall_timeout_s)

@@ -181,6 +181,19 @@ def test_killed_run_resumes_from_last_checkpoint(tmp_path, backend):
     assert "imitation:" not in log.read_text()
 
 
+def test_a_run_stopped_while_imitating_ends_cleanly_and_saves_nothing(tmp_path):
+    log = tmp_path / "run.log"
+    command = [str(REPO / "train.sh"), "smoke", "--backend=synthetic", f"--train_dir={tmp_path}"]
+    command += ["--imitate=analyse-restore", "--imitate_episodes=400"]  # minutes of demonstrations
+    with log.open("w") as sink:
+        run = subprocess.Popen(command, stdout=sink, stderr=subprocess.STDOUT, start_new_session=True)
+        wait_for(lambda: "imitation: 400 simulator episodes" in log.read_text(), 120, "imitation to start", run)
+        interrupt(run)
+    assert "interrupted while imitating: nothing was saved" in log.read_text()
+    assert "Traceback" not in log.read_text()
+    assert not checkpoints(tmp_path / "smoke")
+
+
 def trained_returns(tmp_path, *overrides: str, timeout: float = 300) -> list[float]:
     """A smoke run with these overrides (no periodic checkpoints): its evaluation-style return windows."""
     result = train("smoke", f"--train_dir={tmp_path}", "--save_every_sec=600", *overrides, timeout=timeout)
