@@ -27,19 +27,21 @@ MALWARE_DENSITY = 0.9  # Analyse lists every file; red's carry this density, and
 COUNT_CAP = 4.0  # counts are read as min(count, cap) / cap
 MAX_DURATION = 5.0  # Restore
 EPISODE_STEPS = 500.0
+SLOTS_PER_SUBNET, SERVER_SLOTS = 16, 6  # a subnet's host slots: server_host_0..5, then user_host_0..9
 
 
 def malware_in_files(observation: dict, subnets: list[str]) -> np.ndarray:
-    """[16 per subnet] bool: the host slots (subnets in the given order; server_host_0..5, user_host_0..9) whose
+    """[16 per subnet] bool: the host slots (subnets in the given order, slots as above) whose
     files in CybORG's dictionary observation of one agent include one of red's (Analyse reports them)."""
-    found = np.zeros(16 * len(subnets), dtype=bool)
+    found = np.zeros(SLOTS_PER_SUBNET * len(subnets), dtype=bool)
     for hostname, facts in observation.items():
         files = facts.get("Files", []) if isinstance(facts, dict) else []
         if not any(f.get("Density", 0) >= MALWARE_DENSITY for f in files):
             continue
         subnet, kind, _, number = hostname.rsplit("_", 3)  # e.g. office_network_subnet_user_host_3
         if subnet in subnets and kind in ("server", "user"):
-            found[16 * subnets.index(subnet) + 6 * (kind == "user") + int(number)] = True
+            slot = SERVER_SLOTS * (kind == "user") + int(number)
+            found[SLOTS_PER_SUBNET * subnets.index(subnet) + slot] = True
     return found
 
 
