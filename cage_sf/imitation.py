@@ -20,8 +20,9 @@ import torch
 from torch.nn import functional
 
 from cage_sf import cc4
-from cage_sf.adapter import CC4VectorEnv, action_space, observation_space
+from cage_sf.adapter import NUM_ACTIONS, CC4VectorEnv, action_space, observation_space
 from cage_sf.backends import make_backend
+from cage_sf.losses import anchor_path
 from cage_sf.policies import BUILTIN, Policy, load_policy
 from cage_sf.submission_template.cc4_agent import one_thread
 
@@ -39,6 +40,25 @@ def add_imitation_args(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--imitate_episodes", default=32, type=int, help="simulator episodes of demonstrations")
     group.add_argument("--imitate_epochs", default=10, type=int, help="passes over the demonstrations")
     group.add_argument("--imitate_lr", default=1e-3, type=float, help="Adam's learning rate while imitating")
+    group.add_argument(
+        "--imitate_smoothing",
+        default=0.0,
+        type=float,
+        help="share of each imitated decision spread evenly over the valid commands (then over each command's "
+        "targets), so reinforcement learning can still try what the teacher never does",
+    )
+    group.add_argument(
+        "--anchor_coeff", default=0.0, type=float, help="weight of the actors' KL to the imitated policy (losses.py)"
+    )
+    group.add_argument(
+        "--anchor_decay_steps",
+        default=10_000_000,
+        type=int,
+        help="agent steps over which the anchor's weight falls linearly to 0",
+    )
+    group.add_argument(
+        "--critic_warmup_steps", default=0, type=int, help="agent steps at the start that train only the critics"
+    )
 
 
 class _Teacher:
@@ -122,17 +142,47 @@ def demonstrate(
     )
 
 
+# each action's command (cc4.COMMANDS index) by agent type; the small type's padding gets a command of its own
+_COMMAND_OF = torch.tensor(
+    [
+        cc4.agent_layout(kind)["command"] + [len(cc4.COMMANDS)] * (NUM_ACTIONS - cc4.NUM_ACTIONS[kind])
+        for kind in (cc4.SMALL, cc4.LARGE)
+    ]
+)
+
+
+def smoothed_targets(actions: torch.Tensor, valid: torch.Tensor, kinds: torch.Tensor, smoothing: float):
+    """The teacher's action with probability 1 - `smoothing`; the rest split evenly over the valid commands and
+    within a command evenly over its valid targets (Sleep, one action, then gets as much as all 48 Decoys)."""
+    command = _COMMAND_OF[kinds]
+    per_command = functional.one_hot(command, len(cc4.COMMANDS) + 1).float() * valid.unsqueeze(2)
+    counts = per_command.sum(dim=1)  # valid actions per command
+    commands = (counts[:, : len(cc4.COMMANDS)] > 0).sum(dim=1, keepdim=True)
+    share = valid / (counts.gather(1, command) * commands).clamp_min(1)
+    targets = smoothing * share
+    targets[torch.arange(len(actions)), actions] += 1.0 - smoothing
+    return targets
+
+
 def imitate(
-    model, demos: Demonstrations, epochs: int, lr: float, batch_size: int = 512, progress: bool = False
+    model,
+    demos: Demonstrations,
+    epochs: int,
+    lr: float,
+    batch_size: int = 512,
+    progress: bool = False,
+    smoothing: float = 0.0,
 ) -> dict[str, float]:
-    """Cross-entropy of the actors' logits on the teacher's actions (free agents) plus the critics' squared error
-    on its returns. Returns the last epoch's mean losses and how often the actors' likeliest action is the
-    teacher's (`progress`: a line per epoch)."""
+    """Cross-entropy of the actors' logits on the teacher's actions (free agents; `smoothing`: on
+    `smoothed_targets`) plus the critics' squared error on its returns. Returns the last epoch's mean losses and
+    how often the actors' likeliest action is the teacher's (`progress`: a line per epoch)."""
     with one_thread():  # small batches: on a busy 2-core box two threads ran 5x slower than one
-        return _imitate(model, demos, epochs, lr, batch_size, progress)
+        return _imitate(model, demos, epochs, lr, batch_size, progress, smoothing)
 
 
-def _imitate(model, demos: Demonstrations, epochs: int, lr: float, batch_size: int, progress: bool) -> dict:
+def _imitate(
+    model, demos: Demonstrations, epochs: int, lr: float, batch_size: int, progress: bool, smoothing: float
+) -> dict:
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     generator = torch.Generator().manual_seed(0)
     rows = len(demos.actions)
@@ -142,13 +192,16 @@ def _imitate(model, demos: Demonstrations, epochs: int, lr: float, batch_size: i
             inputs = {key: value[batch].float() for key, value in demos.inputs.items()}
             out = model.forward_tail(model.forward_head(model.normalize_obs(inputs)), False, sample_actions=False)
             free = demos.free[batch]
-            logits = out["action_logits"][free, : cc4.NUM_ACTIONS[cc4.LARGE]]
-            policy_loss = functional.cross_entropy(logits, demos.actions[batch][free])
+            logits = out["action_logits"][free, :NUM_ACTIONS]
+            chosen = demos.actions[batch][free]
+            kinds = inputs["agent_type"][free, 0].long()
+            targets = smoothed_targets(chosen, inputs["valid_actions"][free] > 0.5, kinds, smoothing)
+            policy_loss = -(targets * functional.log_softmax(logits, dim=1)).sum(dim=1).mean()
             value_loss = functional.mse_loss(out["values"], demos.returns[batch])
             optimizer.zero_grad()
             (policy_loss + value_loss).backward()
             optimizer.step()
-            agree = (logits.argmax(dim=1) == demos.actions[batch][free]).float().mean()
+            agree = (logits.argmax(dim=1) == chosen).float().mean()
             totals += [policy_loss.item(), value_loss.item(), agree.item()]
         totals /= -(-rows // batch_size)
         if progress:
@@ -170,7 +223,7 @@ def warm_start(cfg) -> Path | None:
         cfg.imitate, cfg.imitate_episodes, cfg.gamma, cfg.reward_scale, cfg.seed or 0, cfg.episode_steps
     )
     model = CC4ActorCritic(observation_space(), action_space(cfg.messages), cfg)
-    losses = imitate(model, demos, cfg.imitate_epochs, cfg.imitate_lr, progress=True)
+    losses = imitate(model, demos, cfg.imitate_epochs, cfg.imitate_lr, progress=True, smoothing=cfg.imitate_smoothing)
     betas = (cfg.adam_beta1, cfg.adam_beta2)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.learning_rate, betas=betas, eps=cfg.adam_eps)  # as SF's
     checkpoint = {
@@ -181,9 +234,9 @@ def warm_start(cfg) -> Path | None:
         "curr_lr": cfg.learning_rate,
     }
     checkpoint_dir.mkdir(parents=True, exist_ok=True)
+    _save(model.state_dict(), anchor_path(cfg))  # the teacher anchor's policy (cage_sf.losses)
     path = checkpoint_dir / f"checkpoint_{0:09d}_0.pth"
-    torch.save(checkpoint, f"{path}.tmp")
-    os.replace(f"{path}.tmp", path)
+    _save(checkpoint, path)
     print(
         f"imitation: the teacher scored {demos.mean_return:.0f} per episode; after {cfg.imitate_epochs} epochs "
         f"the actors pick its action {losses['agreement']:.0%} of the time (value loss {losses['value_loss']:.3f}); "
@@ -191,3 +244,9 @@ def warm_start(cfg) -> Path | None:
         flush=True,
     )
     return path
+
+
+def _save(state: dict, path: Path) -> None:
+    """Whole or not at all: an interrupted write leaves no file a run would load."""
+    torch.save(state, f"{path}.tmp")
+    os.replace(f"{path}.tmp", path)

@@ -115,7 +115,13 @@ DOMAINS: dict[str, Domain] = {
          "experiment_summaries_interval", "heartbeat_interval", "step_timeout_s", "stall_timeout_s"),
         POSITIVE,
     ),
-    **dict.fromkeys(("max_grad_norm", "exploration_loss_coeff", "value_loss_coeff", "save_best_after"), NON_NEGATIVE),
+    **dict.fromkeys(
+        ("max_grad_norm", "exploration_loss_coeff", "value_loss_coeff", "save_best_after", "anchor_coeff",
+         "critic_warmup_steps"),
+        NON_NEGATIVE,
+    ),
+    "anchor_decay_steps": POSITIVE,
+    "imitate_smoothing": Domain(0, 1, high_open=True),
     **dict.fromkeys(
         ("num_workers", "num_envs_per_worker", "worker_num_splits", "policy_workers_per_policy", "num_policies",
          "batch_size", "num_batches_per_epoch", "num_epochs", "rollout", "max_policy_lag", "keep_checkpoints",
@@ -156,6 +162,14 @@ COMBINATIONS: tuple[tuple[Callable[[argparse.Namespace], bool], str], ...] = (
         "with batched_sampling, a worker fills 5 agents x vector_size={vector_size} x num_envs_per_worker="
         "{num_envs_per_worker} / worker_num_splits={worker_num_splits} trajectories at a time and a batch holds "
         "batch_size={batch_size} / rollout={rollout}: one must divide the other (Sample Factory's buffers)",
+    ),
+    (
+        lambda cfg: cfg.imitate != "none" or cfg.anchor_coeff == 0,
+        "anchor_coeff={anchor_coeff} anchors the actors to the imitated policy: it needs --imitate",
+    ),
+    (
+        lambda cfg: cfg.with_vtrace or (cfg.anchor_coeff == 0 and cfg.critic_warmup_steps == 0),
+        "anchor_coeff and critic_warmup_steps are losses of the V-trace learner (cage_sf.losses): with_vtrace=True",
     ),
     (
         lambda cfg: cfg.batch_size % max(cfg.recurrence, 1) == 0,

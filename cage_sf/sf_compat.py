@@ -20,11 +20,11 @@ from sample_factory.algo.runners import runner as runner_module
 from sample_factory.algo.runners.runner import Runner
 from sample_factory.algo.sampling.batched_sampling import BatchedVectorEnvRunner
 from sample_factory.algo.utils.misc import EPISODIC
-from sample_factory.algo.utils.torch_utils import masked_select
 from sample_factory.utils import wandb_utils
 from sample_factory.utils.utils import log as sf_log
 
 from cage_sf import run_guard
+from cage_sf.losses import cc4_losses
 
 log = logging.getLogger(__name__)
 
@@ -127,7 +127,8 @@ def load_checkpoint(checkpoints: list[str], device) -> dict | None:
 def _record_summaries_with_vtrace(record_summaries):
     """With V-trace the minibatch has no `advantages` (they are computed per minibatch as `adv`); SF's summary
     code reads `mb.advantages`, the learner dies at its first summary and the run hangs at 0 FPS. Its
-    `value_delta` compares with the inference worker's values, which under V-trace are not computed: dropped."""
+    `value_delta` compares with the inference worker's values, which under V-trace are not computed: dropped.
+    The entropy is the decisions' (`cage_sf.losses`), beside their share and what the losses add."""
 
     @functools.wraps(record_summaries)
     def wrapper(self, train_loop_vars):
@@ -138,6 +139,10 @@ def _record_summaries_with_vtrace(record_summaries):
         if stats is not None and self.cfg.with_vtrace:  # |V - V at inference|: no values at inference (models.py)
             stats.pop("value_delta", None)
             stats.pop("value_delta_max", None)
+            stats["entropy"] = float(train_loop_vars.decision_entropy)  # SF's mean counts busy agents' 0
+            for key in ("decision_fraction", "value_explained_variance", "anchor_kl", "anchor_weight"):
+                if key in train_loop_vars:
+                    stats[key] = float(train_loop_vars[key])
         return stats
 
     return wrapper
@@ -201,35 +206,29 @@ def _vtrace_from_bootstrap(calculate_losses):
     of V(x_T): unless an episode ends there, the last step of every rollout gets advantage 0 and value target
     V(x_{T-1}), and its reward (one in every `rollout`) reaches no target or advantage at all.
 
-    Runs SF's `_calculate_losses` (model forward, ratios, exploration and KL losses, summaries, timing), then
-    redoes what depends on the V-trace exactly as SF 2.1.1's code does (advantage normalisation over valid
-    samples, `_policy_loss`, `_value_loss`) with one difference: `vtrace` starts from the learner's V(x_T). The value
-    loss is not clipped (`ppo_clip_value` is ignored): clipping reads the values the inference worker stored, and
-    under V-trace it stores none (cage_sf.models).
-    The discarded first pass costs one extra V-trace loop per minibatch (about a millisecond)."""
+    Runs SF's `_calculate_losses` (model forward, ratios, summaries, timing), then computes every loss from the
+    V-trace with `vtrace` started at the learner's V(x_T), as `cage_sf.losses` defines them (policy-side terms on
+    decisions only, the teacher anchor). The discarded first pass costs one V-trace loop per minibatch (~1 ms)."""
 
     @functools.wraps(calculate_losses)
     def wrapper(self, mb, num_invalids: int):
         result = calculate_losses(self, mb, num_invalids)
         if not self.cfg.with_vtrace:
             return result
-        action_distribution, _, exploration_loss, kl_old, kl_loss, _, summaries = result
-        ratio, valids = summaries["ratio"], mb.valids
-        values = summaries["values"].squeeze()
+        action_distribution, *_, summaries = result
         cfg = self.cfg
-        with torch.no_grad(), self.timing.add_time("advantages_returns"):
+
+        def targets_and_advantages(values, ratios):
             args = (cfg.gamma, cfg.vtrace_rho, cfg.vtrace_c, cfg.recurrence)
-            vs, adv = vtrace(values.cpu(), mb.rewards_cpu, mb.dones_cpu, ratio.cpu(), mb.vtrace_bootstrap, *args)
-            targets = vs.to(self.device)
-            adv = adv.to(self.device)
-            adv_std, adv_mean = torch.std_mean(masked_select(adv, valids, num_invalids))
-            adv = (adv - adv_mean) / torch.clamp_min(adv_std, 1e-7)  # normalize advantage
+            return vtrace(values, mb.rewards_cpu, mb.dones_cpu, ratios, mb.vtrace_bootstrap, *args)
+
         with self.timing.add_time("losses"):
-            low, high = summaries["clip_ratio_low"], summaries["clip_ratio_high"]
-            policy_loss = self._policy_loss(ratio, adv, low, high, valids, num_invalids)
-            value_loss = self._value_loss(values, values.detach(), targets, cfg.ppo_clip_value, valids, num_invalids)
-        summaries.update(adv=adv, adv_std=adv_std, adv_mean=adv_mean)
-        return action_distribution, policy_loss, exploration_loss, kl_old, kl_loss, value_loss, summaries
+            values = summaries["values"].squeeze()
+            *losses, extra = cc4_losses(
+                self, mb, num_invalids, action_distribution, values, summaries["ratio"], targets_and_advantages
+            )
+        summaries.update(extra)
+        return action_distribution, *losses, summaries
 
     return wrapper
 

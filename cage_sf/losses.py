@@ -1,0 +1,146 @@
+"""The learner's losses for CC4: V-trace targets on every sample, policy-side losses on decisions only, and the
+teacher anchor that keeps fine-tuning near the imitated policy while it learns.
+
+A *decision* is a sample Sample Factory counts as valid (`valids`: not from a too-old policy) on which the agent
+had a choice. An agent mid multi-step action (about half of all samples) has only Sleep: its probability is 1,
+so it carries no policy gradient, yet averaged in it would scale the advantage statistics, the policy loss, the
+entropy bonus and the KL with the busy share. Those all average over decisions here; the value loss keeps
+every valid sample (a busy state's value is still a value, and V-trace bootstraps from it).
+
+Kickstarting (Schmitt et al. 2018): with `--anchor_coeff` the actors also pay KL(teacher || actor) on decisions,
+the teacher being the run's imitated policy, frozen (saved by `cage_sf.imitation.warm_start`). Its weight falls
+linearly to 0 over `--anchor_decay_steps` (agent steps, Sample Factory's step unit). `--critic_warmup_steps`
+trains only the critics at the start, so the first policy updates use a critic fitted to the policy's own returns.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from sample_factory.algo.utils.action_distributions import get_action_distribution
+from sample_factory.model.actor_critic import create_actor_critic
+from torch import Tensor
+
+from cage_sf.adapter import NUM_ACTIONS
+
+ANCHOR_FILE = "teacher_anchor.pth"
+
+
+def anchor_path(cfg) -> Path:
+    """Where a run keeps its frozen teacher (checkpoints rotate; this file stays)."""
+    return Path(cfg.train_dir, cfg.experiment, ANCHOR_FILE)
+
+
+def decisions(mb) -> Tensor:
+    """Valid samples on which the agent could choose among more than one action."""
+    return mb.valids & (mb.normalized_obs["valid_actions"].sum(dim=1) > 1.5)
+
+
+def masked_mean(x: Tensor, mask: Tensor) -> Tensor:
+    """Mean of `x` over `mask` (0 when the mask is empty; values outside it, even non-finite, never count)."""
+    return torch.where(mask, x, torch.zeros_like(x)).sum() / mask.sum().clamp_min(1)
+
+
+def masked_std_mean(x: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
+    mean = masked_mean(x, mask)
+    return masked_mean((x - mean) ** 2, mask).sqrt(), mean
+
+
+def explained_variance(values: Tensor, targets: Tensor, mask: Tensor) -> Tensor:
+    """1 - Var(targets - values) / Var(targets) over `mask`: 1 for a perfect critic, 0 for a constant one."""
+    target_std, _ = masked_std_mean(targets, mask)
+    error_std, _ = masked_std_mean(targets - values, mask)
+    return 1.0 - error_std**2 / target_std.clamp_min(1e-8) ** 2
+
+
+class TeacherAnchor:
+    """The imitated policy, frozen, and the decaying weight of the actors' KL to it."""
+
+    def __init__(self, teacher: torch.nn.Module, path: Path, coeff: float, decay_steps: int):
+        self.teacher = teacher
+        self.teacher.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+        self.teacher.requires_grad_(False)
+        self.coeff, self.decay_steps = coeff, decay_steps
+
+    def weight(self, env_steps: int) -> float:
+        return self.coeff * max(0.0, 1.0 - env_steps / self.decay_steps)
+
+    def kl(self, normalized_obs: dict[str, Tensor], log_probs: Tensor) -> Tensor:
+        """Per-sample KL(teacher || actor) over the actions (message bits, if any, are the actor's own)."""
+        with torch.no_grad():
+            head = self.teacher.forward_head(normalized_obs)
+            logits = self.teacher.forward_tail(head, values_only=False, sample_actions=False, values=False)
+            teacher_log_probs = torch.log_softmax(logits["action_logits"][:, :NUM_ACTIONS], dim=1)
+        return (teacher_log_probs.exp() * (teacher_log_probs - log_probs)).sum(dim=1)
+
+
+def _action_log_probs(distribution) -> Tensor:
+    """Log-probabilities of the actions (the first part of a tuple distribution with message bits)."""
+    parts = getattr(distribution, "distributions", [distribution])
+    return parts[0].log_probs
+
+
+def _teacher_anchor(learner) -> TeacherAnchor | None:
+    """The learner's anchor, loaded once (None without `--anchor_coeff`)."""
+    if "_teacher_anchor" not in vars(learner):
+        cfg = learner.cfg
+        learner._teacher_anchor = (
+            TeacherAnchor(
+                create_actor_critic(cfg, learner.env_info.obs_space, learner.env_info.action_space).to(learner.device),
+                anchor_path(cfg),
+                cfg.anchor_coeff,
+                cfg.anchor_decay_steps,
+            )
+            if cfg.anchor_coeff > 0
+            else None
+        )
+    return learner._teacher_anchor
+
+
+def cc4_losses(learner, mb, num_invalids: int, action_distribution, values: Tensor, ratio: Tensor, vtrace_fn) -> tuple:
+    """Sample Factory's `_calculate_losses` outputs after its model forward: (policy, exploration, kl_old, kl,
+    value losses, summaries). `vtrace_fn(values, ratios)` gives the V-trace targets and advantages; a sample SF
+    marks invalid cuts the traces there (ratio 0: its own value is its target and nothing propagates through it)."""
+    cfg, valids = learner.cfg, mb.valids
+    chosen = decisions(mb)
+    with torch.no_grad():
+        vs, adv = vtrace_fn(values.cpu(), torch.where(valids, ratio, torch.zeros_like(ratio)).cpu())
+        targets, adv = vs.to(values.device), adv.to(values.device)
+        adv_std, adv_mean = masked_std_mean(adv, chosen)
+        adv = (adv - adv_mean) / adv_std.clamp_min(1e-7)
+
+    low = 1.0 / (1.0 + cfg.ppo_clip_ratio)
+    high = 1.0 + cfg.ppo_clip_ratio
+    surrogate = torch.min(ratio * adv, torch.clamp(ratio, low, high) * adv)
+    policy_loss = -masked_mean(surrogate, chosen)
+    entropy = masked_mean(action_distribution.entropy(), chosen)
+    exploration_loss = (
+        learner.exploration_loss_func(action_distribution, chosen, int((~chosen).sum())) if chosen.any() else 0.0
+    )
+
+    behaviour = get_action_distribution(learner.actor_critic.action_space, mb.action_logits)
+    kl_old = action_distribution.kl_divergence(behaviour)
+    kl_loss = cfg.kl_loss_coeff * masked_mean(kl_old, chosen)
+    summaries = {}
+    anchor = _teacher_anchor(learner)
+    if anchor is not None:
+        anchor_kl = masked_mean(anchor.kl(mb.normalized_obs, _action_log_probs(action_distribution)), chosen)
+        weight = anchor.weight(learner.env_steps)
+        kl_loss = kl_loss + weight * anchor_kl
+        summaries.update(anchor_kl=anchor_kl, anchor_weight=weight)
+    if learner.env_steps < cfg.critic_warmup_steps:  # the critics only: the actors' gradients are all 0
+        policy_loss, exploration_loss, kl_loss = 0.0 * policy_loss, 0.0 * exploration_loss, 0.0 * kl_loss
+
+    # unclipped: clipping reads values stored at inference, which under V-trace are not computed (cage_sf.models)
+    value_loss = learner._value_loss(values, values.detach(), targets, cfg.ppo_clip_value, valids, num_invalids)
+    kl_valid = kl_old[chosen] if chosen.any() else kl_old.new_zeros(1)
+    summaries.update(
+        adv=adv,
+        adv_std=adv_std,
+        adv_mean=adv_mean,
+        decision_entropy=entropy,
+        decision_fraction=chosen.float().mean(),
+        value_explained_variance=explained_variance(values.detach(), targets, chosen),
+    )
+    return policy_loss, exploration_loss, kl_valid, kl_loss, value_loss, summaries
