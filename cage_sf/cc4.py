@@ -1,4 +1,4 @@
-"""CAGE Challenge 4 facts shared by every backend and the adapter (CC4_SPEC §3.4, §4.1, §4.2).
+"""CAGE Challenge 4 facts shared by every backend and the adapter (docs/cc4.md §3.4, §4.1, §4.2).
 
 Two agent types: "small" (blue_agent_0..3, one subnet) and "large" (blue_agent_4, three subnets).
 """
@@ -15,13 +15,13 @@ HOST_SLOTS = (16, 48)  # host-targeted action slots by agent type
 SUBNETS = (1, 3)  # defended subnets by agent type
 MESSAGE_LENGTH = 8
 PHASE_INDEX = 0  # observation element holding the mission phase (0, 1, 2)
-SUBNET_BLOCK = 59  # observation elements per defended subnet, after the phase (CC4_SPEC §4.1)
+SUBNET_BLOCK = 59  # observation elements per defended subnet, after the phase (docs/cc4.md §4.1)
 SUBNET_FACTS = 27  # a subnet block's first elements: its one-hot, blocked sources, comms policy (9 each)
 PROCESS_FLAGS, CONNECTION_FLAGS = 27, 43  # offsets of the 16 per-host flags inside a subnet block
 SLOTS_PER_SUBNET, SERVER_SLOTS = 16, 6  # a subnet's host slots: server_host_0..5, then user_host_0..9
 EPISODE_STEPS = 500
 
-# Blue action durations in env steps (CC4_SPEC §4.2).
+# Blue action durations in env steps (docs/cc4.md §4.2).
 DURATION = {
     "Analyse": 2,
     "Monitor": 1,

@@ -55,7 +55,7 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("preset", help=f"one of: {', '.join(available_presets())}, or a path to a YAML preset")
     train.add_argument("overrides", nargs=argparse.REMAINDER, help="--name=value ...")
     commands.add_parser("options", help="list every option a preset or override may set, with its default")
-    parity = commands.add_parser("parity", help="our simulator against real CybORG on CC4_SPEC §11's statistics")
+    parity = commands.add_parser("parity", help="our simulator against real CybORG on docs/cc4.md §11's statistics")
     parity.add_argument(
         "--policy",
         default="sleep",

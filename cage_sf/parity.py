@@ -1,4 +1,4 @@
-"""`cage-sf parity`: our simulator against real CybORG on the statistics of CC4_SPEC §11.
+"""`cage-sf parity`: our simulator against real CybORG on the statistics of docs/cc4.md §11.
 
 Both engines play the same blue policy for N episodes (episode `s` uses engine seed `s` and policy rng
 `10000 + s`, counted like CybORG's `evaluation.py`). Every statistic gets a verdict: the means agree

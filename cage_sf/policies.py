@@ -9,7 +9,7 @@ they would in the joint call (a CybORG submission asks each agent separately: `c
 
   sleep          every agent sleeps
   random         every agent draws uniformly from its whole action space, masked indices included
-                 (the `random` policy of CC4_SPEC §11)
+                 (the `random` policy of docs/cc4.md §11)
   random-valid   a uniformly random unmasked action
   remove-restore reactive: Remove a host whose malicious-process flag is up, Restore it if it comes back
   restore-decoy  reactive: decoys on every server first, then Restore any host whose process flag is up

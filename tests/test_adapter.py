@@ -242,7 +242,7 @@ def test_slow_step_counts_as_fault():
 
 def test_messages_reach_the_other_agents_in_this_steps_observation():
     """With messages, each agent's row is its action then 8 bits; the backend delivers them in the same step and
-    every agent sees the other four agents' bits, senders in ascending order (CC4_SPEC §3.5)."""
+    every agent sees the other four agents' bits, senders in ascending order (docs/cc4.md §3.5)."""
     env = CC4VectorEnv(lambda: make_backend("sim"), 2, 5.0, messages=True)
     assert env.action_space[0].n == 242 and len(env.action_space) == 1 + cc4.MESSAGE_LENGTH
     obs, _ = env.reset(seed=3)

@@ -58,7 +58,7 @@ def hosts(memory):
 
 
 def test_layout_matches_the_observation_and_action_tables():
-    """CC4_SPEC §4.1 and §3.4: agent 0's process flags at 28-43, connection flags at 44-59; agent 4's third
+    """docs/cc4.md §4.1 and §3.4: agent 0's process flags at 28-43, connection flags at 44-59; agent 4's third
     subnet's at 119+27..; Restore of slot h at 33+h (small) and 97+h (large)."""
     assert SMALL["process_flags"] == list(range(28, 44)) and SMALL["connection_flags"] == list(range(44, 60))
     large = cc4.agent_layout(cc4.LARGE)

@@ -1,4 +1,4 @@
-"""Unit tests of our CC4 simulator's API and mechanics (CC4_SPEC.md); no CybORG needed."""
+"""Unit tests of our CC4 simulator's API and mechanics (docs/cc4.md); no CybORG needed."""
 
 from __future__ import annotations
 
@@ -519,7 +519,7 @@ def test_red_spreads_and_degrades_under_sleep():
 
 @pytest.mark.parametrize(
     ("ports", "options"),
-    [  # CC4_SPEC §5.6 step 4: with two or more applicable exploits the heaviest is dropped [BUG]
+    [  # docs/cc4.md §5.6 step 4: with two or more applicable exploits the heaviest is dropped [BUG]
         (P22, {SSH}),
         (P22 | P80, {SSH}),
         (P22 | P25 | P3390, {SSH}),

@@ -1,4 +1,4 @@
-"""Our simulator against statistics measured on real CybORG CC4 (CC4_SPEC §11, reference_stats.json).
+"""Our simulator against statistics measured on real CybORG CC4 (docs/cc4.md §11, reference_stats.json).
 
 Both policies of §11 are replayed exactly: `sleep` (every agent submits Sleep) and `random` (every agent draws
 uniformly from its whole Discrete space, masked indices included, with numpy.default_rng(10000 + episode), agents

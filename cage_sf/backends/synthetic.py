@@ -11,7 +11,7 @@ from gymnasium import spaces
 
 from cage_sf import cc4
 
-_SERVERS, _USERS = 6, 10  # host slots per subnet: server_0..5 then user_0..9 (CC4_SPEC §1.8)
+_SERVERS, _USERS = 6, 10  # host slots per subnet: server_0..5 then user_0..9 (docs/cc4.md §1.8)
 
 
 class SyntheticBackend:

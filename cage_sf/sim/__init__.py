@@ -1,4 +1,4 @@
-"""Our own CC4 simulator: CybORG CC4's statistics and quirks (CC4_SPEC.md) at thousands of steps per second.
+"""Our own CC4 simulator: CybORG CC4's statistics and quirks (docs/cc4.md) at thousands of steps per second.
 
 numpy only; it never imports CybORG, Sample Factory or torch.
 """

@@ -1,4 +1,4 @@
-"""Blue agents: action index spaces, labels and masks (CC4_SPEC §3.4), the busy rule (§3), action effects (§4.2)."""
+"""Blue agents: action index spaces, labels, masks (docs/cc4.md §3.4), the busy rule (§3), action effects (§4.2)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The CC4 simulator behind `BlueEnterpriseWrapper`'s public API: the step pipeline of CC4_SPEC §3."""
+"""The CC4 simulator behind `BlueEnterpriseWrapper`'s public API: the step pipeline of docs/cc4.md §3."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ _AGENT_INDEX = {agent: i for i, agent in enumerate(cc4.AGENTS)}
 
 @dataclass
 class RewardTerms:
-    """The team reward of the last step split by source (CC4_SPEC §7); they sum to the reward."""
+    """The team reward of the last step split by source (docs/cc4.md §7); they sum to the reward."""
 
     local_work: float = 0.0
     access: float = 0.0

@@ -1,4 +1,4 @@
-"""Green users, vectorised over all green agents: one per user host, acting every step (CC4_SPEC §6)."""
+"""Green users, vectorised over all green agents: one per user host, acting every step (docs/cc4.md §6)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Blue observation vectors (CC4_SPEC §4.1) built by one gather per agent from a per-step source buffer."""
+"""Blue observation vectors (docs/cc4.md §4.1) built by one gather per agent from a per-step source buffer."""
 
 from __future__ import annotations
 

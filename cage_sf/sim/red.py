@@ -1,4 +1,4 @@
-"""The six FiniteStateRedAgents: FSM policy (CC4_SPEC §5.2-5.5), red action effects (§5.6), zone ownership (§5.7).
+"""The six FiniteStateRedAgents: FSM policy (docs/cc4.md §5.2-5.5), red action effects (§5.6), zone ownership (§5.7).
 
 CybORG's quirks are kept on purpose (the evaluation scores them): port memory is per abstract session while
 the session parameter is drawn from every id ever seen; the exploit selector drops its best option; hosts

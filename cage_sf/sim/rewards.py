@@ -1,4 +1,4 @@
-"""The blue team reward (CC4_SPEC §7): penalties for failed green work, blocked green access and red Impacts."""
+"""The blue team reward (docs/cc4.md §7): penalties for failed green work, blocked green access and red Impacts."""
 
 from __future__ import annotations
 

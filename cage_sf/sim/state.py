@@ -1,4 +1,4 @@
-"""Mutable per-episode host state shared by the blue, green and red step functions (CC4_SPEC §13)."""
+"""Mutable per-episode host state shared by the blue, green and red step functions (docs/cc4.md §13)."""
 
 from __future__ import annotations
 

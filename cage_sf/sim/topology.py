@@ -1,4 +1,4 @@
-"""Static facts of one CC4 episode: subnets, hosts, their initial services (CC4_SPEC §1).
+"""Static facts of one CC4 episode: subnets, hosts, their initial services (docs/cc4.md §1).
 
 Subnets are identified everywhere by their index in *sorted* name order (the order the blue wrapper
 uses), hosts by a dense index over the user and server hosts of the eight populated subnets (routers and
@@ -28,9 +28,9 @@ NUM_SUBNETS = 9
 CREATION_ORDER: tuple[int, ...] = (RZA, OZA, RZB, OZB, CON, PAZ, ADM, OFF, INT)
 POPULATED: tuple[int, ...] = CREATION_ORDER[:8]
 
-# Blue agent -> defended subnets in sorted order (the wrapper's block order, CC4_SPEC §1.8).
+# Blue agent -> defended subnets in sorted order (the wrapper's block order, docs/cc4.md §1.8).
 BLUE_SUBNETS: tuple[tuple[int, ...], ...] = ((RZA,), (OZA,), (RZB,), (OZB,), (ADM, OFF, PAZ))
-# Red agent -> allowed subnets; subnet -> the red agent owning it (CC4_SPEC §1.6, §5.7).
+# Red agent -> allowed subnets; subnet -> the red agent owning it (docs/cc4.md §1.6, §5.7).
 RED_SUBNETS: tuple[tuple[int, ...], ...] = ((CON,), (RZA,), (OZA,), (RZB,), (OZB,), (PAZ, ADM, OFF))
 NUM_RED = len(RED_SUBNETS)
 RED_OWNER = np.full(NUM_SUBNETS, -1, dtype=np.int64)
