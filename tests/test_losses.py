@@ -1,0 +1,185 @@
+"""The learner's losses (cage_sf/losses.py) on a real Sample Factory Learner: policy-side terms see decisions
+only, SF-invalid samples cut the V-trace, the teacher anchor decays as configured, critic warm-up moves no actor."""
+
+import pytest
+import torch
+from sample_factory.algo.learning.learner import Learner
+from sample_factory.algo.utils.env_info import extract_env_info
+from sample_factory.algo.utils.model_sharing import ParameterServer
+from sample_factory.algo.utils.shared_buffers import alloc_trajectory_tensors
+from sample_factory.model.model_utils import get_rnn_size
+
+from cage_sf import cc4, sf_compat
+from cage_sf.adapter import CC4SampleFactoryEnv, action_space, observation_space
+from cage_sf.backends.synthetic import SyntheticBackend
+from cage_sf.losses import TeacherAnchor, anchor_path
+from cage_sf.train import resolve_config
+
+sf_compat.apply()
+
+GAMMA, TRAJECTORIES, ROLLOUT = 0.9, 6, 4
+TYPES = [0, 0, 0, 0, 1, 1]  # agent type of each trajectory
+BUSY = 5  # the last trajectory's agent is busy throughout: only Sleep is valid
+
+
+def make_learner(tmp_path, *overrides: str) -> Learner:
+    import cage_sf.models  # noqa: F401  (registers the CC4 actor-critic)
+
+    cfg = resolve_config(
+        "smoke",
+        [
+            "--backend=synthetic",
+            f"--train_dir={tmp_path}",
+            f"--rollout={ROLLOUT}",
+            f"--batch_size={TRAJECTORIES * ROLLOUT}",
+            "--batched_sampling=False",
+            f"--gamma={GAMMA}",
+            *overrides,
+        ],
+    )
+    env_info = extract_env_info(CC4SampleFactoryEnv(lambda: SyntheticBackend(seed=0), step_timeout_s=5.0), cfg)
+    versions = torch.zeros(1, dtype=torch.int32)
+    learner = Learner(cfg, env_info, versions, 0, ParameterServer(0, versions, serial_mode=True))
+    learner.init()
+    return learner
+
+
+def make_batch(learner: Learner, seed: int = 0, off_policy: float = 0.0):
+    """Random trajectories, on-policy (log-probs and logits from the learner's own network) unless `off_policy`:
+    the standard deviation of noise added to the behaviour's log-probs (importance ratios away from 1)."""
+    model = learner.actor_critic
+    gen = torch.Generator().manual_seed(seed)
+    env_info = learner.env_info
+    batch = alloc_trajectory_tensors(
+        env_info, TRAJECTORIES, ROLLOUT, get_rnn_size(learner.cfg), torch.device("cpu"), False
+    )
+    for key, space in env_info.obs_space.spaces.items():
+        batch["obs"][key][:] = torch.rand(batch["obs"][key].shape, generator=gen) * float(space.high.max())
+    batch["obs"]["agent_type"][:] = torch.tensor(TYPES, dtype=torch.float).view(-1, 1, 1)
+    valid = batch["obs"]["valid_actions"]
+    valid[:] = 0.0
+    for trajectory, kind in enumerate(TYPES):
+        valid[trajectory, :, : cc4.NUM_ACTIONS[kind]] = 1.0
+        valid[trajectory, 1, :] = 0.0  # every agent is busy at step 1 as well
+        valid[trajectory, 1, cc4.sleep_action(kind)] = 1.0
+    valid[BUSY] = 0.0
+    valid[BUSY, :, cc4.sleep_action(TYPES[BUSY])] = 1.0
+    batch["rnn_states"][:] = 0.0
+    batch["rewards"][:] = torch.randn(batch["rewards"].shape, generator=gen)
+    batch["dones"][:] = False
+    batch["policy_id"][:] = 0
+    batch["policy_version"][:] = 0
+    with torch.no_grad():
+        step_obs = {k: v[:, :ROLLOUT].flatten(0, 1) for k, v in batch["obs"].items()}
+        out = model(step_obs, batch["rnn_states"][:, :ROLLOUT].flatten(0, 1))
+        actions = model.action_distribution().sample()
+        log_probs = model.action_distribution().log_prob(actions)
+    batch["actions"][:] = actions.view(batch["actions"].shape)
+    noise = off_policy * torch.randn(log_probs.shape, generator=gen)
+    batch["log_prob_actions"][:] = (log_probs + noise).view(TRAJECTORIES, ROLLOUT)
+    logits = out["action_logits"] + off_policy * torch.randn(out["action_logits"].shape, generator=gen)
+    batch["action_logits"][:] = logits.view(TRAJECTORIES, ROLLOUT, -1)
+    return batch
+
+
+def train_and_capture(learner: Learner, batch) -> dict:
+    """One learner update on `batch`; the losses and summaries `_calculate_losses` gave it."""
+    captured = {}
+    calculate = learner._calculate_losses
+
+    def capture(mb, num_invalids):
+        result = calculate(mb, num_invalids)
+        names = ("distribution", "policy", "exploration", "kl_old", "kl", "value", "summaries")
+        captured.update(zip(names, result, strict=True))
+        return result
+
+    learner._calculate_losses = capture
+    try:
+        learner.train({k: v.clone() if isinstance(v, torch.Tensor) else v for k, v in batch.items()})
+    finally:
+        del learner._calculate_losses
+    return captured
+
+
+def test_busy_agents_change_neither_advantage_statistics_nor_policy_losses(tmp_path):
+    """A trajectory on which the agent only ever had Sleep: its rewards move its own value targets (the value
+    loss) but not the advantage statistics, policy loss, entropy bonus or KL, which average over decisions."""
+    learner = make_learner(tmp_path, "--learning_rate=1e-9", "--exploration_loss_coeff=0.01", "--kl_loss_coeff=0.1")
+    batch = make_batch(learner, off_policy=0.5)
+    first = train_and_capture(learner, batch)
+    batch["rewards"][BUSY] += 10.0
+    second = train_and_capture(learner, batch)
+
+    assert float(second["value"]) != pytest.approx(float(first["value"]))  # the change did reach the losses
+    for name in ("policy", "exploration", "kl"):
+        assert float(first[name]) != 0.0 and float(second[name]) == pytest.approx(float(first[name]), abs=1e-6), name
+    for name in ("adv_mean", "adv_std", "decision_entropy"):
+        assert float(second["summaries"][name]) == pytest.approx(float(first["summaries"][name]), abs=1e-6), name
+    decisions = (TRAJECTORIES - 1) * (ROLLOUT - 1)
+    assert float(first["summaries"]["decision_fraction"]) == pytest.approx(decisions / (TRAJECTORIES * ROLLOUT))
+    assert len(first["kl_old"]) == decisions  # the KL the lr schedule reads is the decisions' too
+
+
+def test_a_sample_sf_marks_invalid_cuts_the_vtrace_traces(tmp_path):
+    """A sample of another policy (invalid): its target is its own value, and the step before it bootstraps
+    from that value instead of reading the invalid sample's reward."""
+    learner = make_learner(tmp_path, "--learning_rate=1e-9")
+    batch = make_batch(learner)
+    batch["policy_id"][0, 2] = 1
+    targets = []
+
+    def value_loss(new_values, old_values, target, *args):
+        targets.append((new_values.detach().clone(), target.clone()))
+        return Learner._value_loss(learner, new_values, old_values, target, *args)
+
+    learner._value_loss = value_loss
+    learner.train(batch)
+    values, target = targets[-1]
+    assert target[2] == pytest.approx(values[2].item(), abs=1e-6)
+    assert target[1] == pytest.approx(batch["rewards"][0, 1].item() + GAMMA * values[2].item(), abs=1e-5)
+
+
+def test_critic_warmup_trains_the_critics_only(tmp_path):
+    learner = make_learner(tmp_path, "--learning_rate=0.01", "--critic_warmup_steps=1000")
+    model = learner.actor_critic
+    actors, critics = ([p.detach().clone() for p in m.parameters()] for m in (model.actors, model.critics))
+    learner.train(make_batch(learner))
+    assert all(torch.equal(a, p) for a, p in zip(actors, model.actors.parameters(), strict=True))
+    assert not all(torch.equal(c, p) for c, p in zip(critics, model.critics.parameters(), strict=True))
+    learner.env_steps = 1000  # warm-up over: the actors learn too
+    learner.train(make_batch(learner, seed=1))
+    assert not all(torch.equal(a, p) for a, p in zip(actors, model.actors.parameters(), strict=True))
+
+
+def test_the_teacher_anchor_pulls_toward_the_imitated_policy_with_a_decaying_weight(tmp_path):
+    from cage_sf.models import CC4ActorCritic
+
+    cfg = resolve_config("smoke", [f"--train_dir={tmp_path}", "--imitate=analyse-restore", "--anchor_coeff=0.4"])
+    path = anchor_path(cfg)
+    path.parent.mkdir(parents=True)
+    student = CC4ActorCritic(observation_space(), action_space(False), cfg)
+    torch.save(student.state_dict(), path)
+    anchor = TeacherAnchor(CC4ActorCritic(observation_space(), action_space(False), cfg), path, 0.4, 1000)
+    assert [anchor.weight(steps) for steps in (0, 250, 1000, 5000)] == pytest.approx([0.4, 0.3, 0.0, 0.0])
+
+    obs = {key: torch.rand((8, *space.shape)) for key, space in observation_space().spaces.items()}
+    obs["agent_type"][:] = 1.0
+    obs["valid_actions"][:] = 1.0
+
+    def kl() -> torch.Tensor:
+        logits = student.forward_tail(student.forward_head(obs), False, sample_actions=False)["action_logits"]
+        return anchor.kl(obs, torch.log_softmax(logits, dim=1))
+
+    assert kl().abs().max() < 1e-5  # the student is the teacher
+    with torch.no_grad():
+        for p in student.actors.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+    assert (kl() > 1e-4).all()
+    assert not any(p.requires_grad for p in anchor.teacher.parameters())
+
+
+def test_an_anchor_needs_an_imitated_policy():
+    from cage_sf.errors import UsageError
+
+    with pytest.raises(UsageError, match="needs --imitate"):
+        resolve_config("smoke", ["--anchor_coeff=0.5"])
