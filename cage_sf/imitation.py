@@ -27,6 +27,7 @@ from cage_sf.policies import BUILTIN, Policy, load_policy
 from cage_sf.submission_template.cc4_agent import one_thread
 
 NUM_ENVS = 8  # simulator episodes played side by side while recording
+HELD_OUT_SEED = 1_000_000  # held-out demonstrations' seeds start here (training's at the run's seed)
 
 
 def add_imitation_args(parser: argparse.ArgumentParser) -> None:
@@ -210,6 +211,25 @@ def _imitate(
     return {"policy_loss": totals[0], "value_loss": totals[1], "agreement": totals[2]}
 
 
+def held_out_check(model, demos: Demonstrations) -> dict[str, float]:
+    """On demonstrations the model was not fitted to: how often its likeliest action is the teacher's, the least
+    probability it gives any valid command on any free row (what exploration can still reach), its value loss."""
+    with torch.no_grad(), one_thread():
+        inputs = {key: value.float() for key, value in demos.inputs.items()}
+        out = model.forward_tail(model.forward_head(model.normalize_obs(inputs)), False, sample_actions=False)
+        probs = torch.softmax(out["action_logits"][demos.free, :NUM_ACTIONS], dim=1)
+        command = _COMMAND_OF[inputs["agent_type"][demos.free, 0].long()]
+        by_command = torch.zeros(len(probs), len(cc4.COMMANDS) + 1).scatter_add_(1, command, probs)
+        valid = inputs["valid_actions"][demos.free] > 0.5
+        offered = torch.zeros_like(by_command).scatter_add_(1, command, valid.float()) > 0
+        least = torch.where(offered, by_command, torch.ones_like(by_command))[:, : len(cc4.COMMANDS)].min()
+        return {
+            "agreement": (probs.argmax(dim=1) == demos.actions[demos.free]).float().mean().item(),
+            "least_command_probability": least.item(),
+            "value_loss": functional.mse_loss(out["values"], demos.returns).item(),
+        }
+
+
 def warm_start(cfg) -> Path | None:
     """The run's first checkpoint from imitating `cfg.imitate`, unless the run has a checkpoint (then None)."""
     from cage_sf.models import CC4ActorCritic
@@ -224,6 +244,15 @@ def warm_start(cfg) -> Path | None:
     )
     model = CC4ActorCritic(observation_space(), action_space(cfg.messages), cfg)
     losses = imitate(model, demos, cfg.imitate_epochs, cfg.imitate_lr, progress=True, smoothing=cfg.imitate_smoothing)
+    seed = HELD_OUT_SEED + (cfg.seed or 0)
+    held_out = demonstrate(cfg.imitate, NUM_ENVS, cfg.gamma, cfg.reward_scale, seed, cfg.episode_steps)
+    check = held_out_check(model, held_out)
+    print(
+        f"imitation: on {NUM_ENVS} held-out episodes the actors pick the teacher's action {check['agreement']:.1%} "
+        f"of the time, give every valid command at least {check['least_command_probability']:.1e} "
+        f"(value loss {check['value_loss']:.3f})",
+        flush=True,
+    )
     betas = (cfg.adam_beta1, cfg.adam_beta2)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.learning_rate, betas=betas, eps=cfg.adam_eps)  # as SF's
     checkpoint = {

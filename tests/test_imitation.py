@@ -7,7 +7,8 @@ import torch
 
 from cage_sf import cc4
 from cage_sf.adapter import action_space, observation_space
-from cage_sf.imitation import NUM_ENVS, demonstrate, imitate, warm_start
+from cage_sf.imitation import NUM_ENVS, demonstrate, held_out_check, imitate, smoothed_targets, warm_start
+from cage_sf.losses import anchor_path
 from cage_sf.models import CC4ActorCritic
 from cage_sf.train import resolve_config
 
@@ -41,6 +42,36 @@ def test_imitation_makes_the_actors_pick_the_teachers_actions(demos):
     assert after["value_loss"] < before["value_loss"]
 
 
+def test_smoothed_targets_split_the_rest_over_valid_commands_then_their_targets():
+    kind = cc4.LARGE
+    valid = torch.zeros(1, cc4.NUM_ACTIONS[kind], dtype=torch.bool)
+    analyse, sleep = cc4.action_index(kind, "Analyse"), cc4.sleep_action(kind)
+    decoys = [cc4.action_index(kind, "DeployDecoy", slot) for slot in range(4)]
+    valid[0, [analyse, analyse + 1, sleep, *decoys]] = True  # three commands: Analyse (2), Sleep (1), Decoy (4)
+    targets = smoothed_targets(torch.tensor([analyse]), valid, torch.tensor([kind]), 0.3)[0]
+    assert targets.sum() == pytest.approx(1.0)
+    assert targets[analyse] == pytest.approx(0.7 + 0.1 / 2) and targets[analyse + 1] == pytest.approx(0.1 / 2)
+    assert targets[sleep] == pytest.approx(0.1)
+    assert targets[decoys].tolist() == pytest.approx([0.1 / 4] * 4)
+    assert targets[~valid[0]].abs().sum() == 0
+
+
+def test_smoothing_keeps_every_valid_command_reachable_and_the_teachers_choice_first(demos):
+    """On held-out episodes: without smoothing the commands the teacher never uses fade to ~1e-10; with it every
+    valid command keeps at least 1e-3 on every free row, and the likeliest action is the teacher's as often."""
+    held_out = demonstrate("analyse-restore", NUM_ENVS, gamma=0.99, reward_scale=0.02, steps=STEPS, seed=100)
+    cfg = resolve_config("smoke", [])
+    checks = []
+    for smoothing in (0.0, 0.2):
+        torch.manual_seed(0)
+        model = CC4ActorCritic(observation_space(), action_space(False), cfg)
+        imitate(model, demos, epochs=10, lr=1e-3, batch_size=128, smoothing=smoothing)
+        checks.append(held_out_check(model, held_out))
+    plain, smoothed = checks
+    assert plain["least_command_probability"] < 1e-6 <= 1e-3 <= smoothed["least_command_probability"]
+    assert smoothed["agreement"] >= plain["agreement"] - 0.05
+
+
 def test_warm_start_writes_the_first_checkpoint_of_a_fresh_run_only(tmp_path, demos):
     cfg = resolve_config(
         "smoke",
@@ -51,6 +82,8 @@ def test_warm_start_writes_the_first_checkpoint_of_a_fresh_run_only(tmp_path, de
     assert path == tmp_path / "smoke" / "checkpoint_p0" / "checkpoint_000000000_0.pth"
     checkpoint = torch.load(path)
     assert checkpoint["train_step"] == checkpoint["env_steps"] == 0
+    anchor = torch.load(anchor_path(cfg))  # the teacher anchor's policy outlives rotated checkpoints
+    assert all(torch.equal(anchor[key], value) for key, value in checkpoint["model"].items())
     model = CC4ActorCritic(observation_space(), action_space(False), cfg)  # loaded as SF's learner loads it
     model.load_state_dict(checkpoint["model"])
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.learning_rate, eps=cfg.adam_eps)
