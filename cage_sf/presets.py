@@ -73,11 +73,19 @@ def build_parser() -> argparse.ArgumentParser:
     add_model_args(parser)
     add_imitation_args(parser)
     parser._option_string_actions["--device"].choices = ["auto", "gpu", "cpu"]
-    parser.add_argument_group("cage-sf").add_argument(
+    run = parser.add_argument_group("cage-sf")
+    run.add_argument(
         "--stall_timeout_s",
         default=120.0,
         type=float,
         help="a run that collects no frames for this long (start-up included) stops with an error",
+    )
+    run.add_argument(
+        "--max_nonfinite_updates",
+        default=1,
+        type=int,
+        help="a run stops with an error at this many non-finite updates in a row (loss or gradients); fewer are "
+        "dropped",
     )
     return parser
 
@@ -125,7 +133,7 @@ DOMAINS: dict[str, Domain] = {
     **dict.fromkeys(
         ("num_workers", "num_envs_per_worker", "worker_num_splits", "policy_workers_per_policy", "num_policies",
          "batch_size", "num_batches_per_epoch", "num_epochs", "rollout", "max_policy_lag", "keep_checkpoints",
-         "stats_avg", "episode_steps", "vector_size", "cyborg_vector_size", "entity_width"),
+         "stats_avg", "episode_steps", "vector_size", "cyborg_vector_size", "entity_width", "max_nonfinite_updates"),
         AT_LEAST_ONE,
     ),
     **dict.fromkeys(("gamma", "gae_lambda"), PROBABILITY),

@@ -6,8 +6,9 @@ lingers (the learner's batcher thread keeps it alive) and the runner goes on at 
 `--train_for_seconds`, until someone kills it. Two pieces close that hole in one place:
 
 - `install()` (every process, through `sf_compat.apply()`) wraps the body of every Sample Factory process:
-  an exception is logged with its traceback to the run's log, reported to the runner as one line, and the
-  process exits at once whatever threads it still has.
+  an exception is logged with its traceback to the run's log, reported to the runner as one line (a
+  `RunFailure`'s message as it is, e.g. `cage_sf.divergence`'s), and the process exits at once whatever
+  threads it still has.
 - `RunGuard` (the runner's process) stops the run as failed on such a report, on a component process that
   died without one (killed, out of memory), or when no frames arrive for `--stall_timeout_s`. The stop saves a
   checkpoint when the learner is alive; a component that does not stop within `STOP_GRACE_S` is killed.
@@ -64,7 +65,7 @@ def _guarded_process_body(process: EventLoopProcess) -> None:
         _sf_process_body(process)
     except Exception as exc:  # noqa: BLE001 - whatever a component raises ends the run, reported as one line
         log.exception("%s failed", process.name)
-        _report(process, f"{process.name} failed: {one_line(exc)}")
+        _report(process, str(exc) if isinstance(exc, RunFailure) else f"{process.name} failed: {one_line(exc)}")
         os._exit(FAILED_PROCESS_EXIT_CODE)  # a plain exit would wait for the component's threads: forever
 
 

@@ -23,7 +23,7 @@ from sample_factory.algo.utils.misc import EPISODIC
 from sample_factory.utils import wandb_utils
 from sample_factory.utils.utils import log as sf_log
 
-from cage_sf import run_guard
+from cage_sf import divergence, run_guard
 from cage_sf.losses import cc4_losses
 
 log = logging.getLogger(__name__)
@@ -48,6 +48,7 @@ def apply() -> None:
     BatchedVectorEnvRunner._process_env_step = _report_episode_infos(BatchedVectorEnvRunner._process_env_step)
     _log_through_sf()
     run_guard.install()
+    divergence.install()
     _applied = True
 
 

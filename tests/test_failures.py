@@ -12,7 +12,10 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 from test_training import run_in_group
+
+from cage_sf.divergence import nonfinite_tensors
 
 REPO = Path(__file__).resolve().parent.parent
 BOUND_S = 60  # the issue's acceptance bound on the 2-core box
@@ -49,6 +52,30 @@ def test_a_failing_run_ends_fast_with_one_line(tmp_path, fault, line, traceback_
     assert ("Traceback" in (tmp_path / "smoke" / "sf_log.txt").read_text()) == traceback_logged
 
 
+@pytest.mark.slow
+def test_a_diverging_run_stops_at_its_first_nonfinite_update_and_keeps_its_last_good_checkpoint(tmp_path):
+    """Once a trained checkpoint exists the value loss turns infinite: the run stops at that very update with one
+    line (the step, the non-finite terms, what to lower), and every checkpoint on disk is finite and older."""
+    started = time.monotonic()
+    args = ["smoke", "--backend=synthetic", f"--train_dir={tmp_path}", "--save_every_sec=2"]
+    result = run([sys.executable, str(REPO / "tests" / "fault_injection.py"), *args], "diverge")
+    assert time.monotonic() - started < BOUND_S, result.stdout[-3000:]
+    assert result.returncode == 1 and "Traceback" not in result.stderr + result.stdout
+    [line] = [line for line in result.stderr.splitlines() if line.startswith("cage-sf")]
+    step = re.fullmatch(
+        r"cage-sf: run failed: training diverged at train step (\d+): non-finite value_loss and gradients \(not "
+        r"applied\); try a lower --learning_rate \(now 0\.0005\), --reward_scale \(now 0\.02\) or --max_grad_norm "
+        r"\(now 40\)",
+        line,
+    )
+    assert step, line
+    saved = sorted((tmp_path / "smoke" / "checkpoint_p0").glob("*.pth"))
+    steps = [int(path.stem.split("_")[1]) for path in saved]
+    assert saved and 0 < max(steps) <= int(step[1]), (steps, line)
+    for path in saved:
+        assert nonfinite_tensors(torch.load(path, weights_only=False)["model"]) == [], path
+
+
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
@@ -61,6 +88,7 @@ def test_a_failing_run_ends_fast_with_one_line(tmp_path, fault, line, traceback_
         (["train", "smoke", "--num_workers=0"], "bad value for num_workers: 0 (must be >= 1)"),
         (["train", "smoke", "--gamma=1.01"], "bad value for gamma: 1.01 (must be in [0, 1])"),
         (["train", "smoke", "--exploration_loss_coeff=-0.1"], "bad value for exploration_loss_coeff"),
+        (["train", "smoke", "--max_nonfinite_updates=0"], "bad value for max_nonfinite_updates: 0 (must be >= 1)"),
         (["train", "smoke", "--num_envs_per_worker=3"], "must be a multiple of worker_num_splits=2"),
         (["train", "smoke", "--batch_size=510"], "batch_size=510 must be a multiple of recurrence=50"),
         (["train", "smoke", "--vector_size=0"], "bad value for vector_size: 0 (must be >= 1)"),
