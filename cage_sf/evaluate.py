@@ -19,6 +19,7 @@ from tqdm import tqdm
 
 from cage_sf import cc4
 from cage_sf.backends import make_backend
+from cage_sf.divergence import check_finite
 from cage_sf.errors import UsageError
 from cage_sf.plots import plot_evaluation
 from cage_sf.submission_template.cc4_agent import MessageRelay
@@ -46,7 +47,7 @@ def phase_of(observations: dict[str, np.ndarray]) -> int:
 
 
 def load_agents(submission: Path) -> tuple[dict, dict]:
-    """The submission's agents and its model.json, from an exported directory or zip."""
+    """The submission's agents and its model.json, from an exported directory or zip; its weights finite."""
     zipped = submission.suffix == ".zip"
     module_name = "submission.cc4_agent" if zipped else "cc4_agent"
     if not (zipped and submission.is_file()) and not (submission / "cc4_agent.py").is_file():
@@ -56,11 +57,13 @@ def load_agents(submission: Path) -> tuple[dict, dict]:
         for name in [m for m in sys.modules if m in ("submission", module_name) or m.startswith("submission.")]:
             del sys.modules[name]
         module = importlib.import_module(module_name)
-        return module.load_agents(module_name), module.CC4Policy.load(module_name).config
+        agents, policy = module.load_agents(module_name), module.CC4Policy.load(module_name)
     except Exception as exc:
         raise UsageError(f"cannot load the submission in {submission}: {exc}".splitlines()[0]) from None
     finally:
         sys.path.remove(str(submission))
+    check_finite(policy.actors.state_dict(), submission if zipped else submission / "model.safetensors")
+    return agents, policy.config
 
 
 def play(agents: dict, env, episodes: int, progress: str | None = None) -> tuple[list[float], list[list[float]]]:

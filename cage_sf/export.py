@@ -20,6 +20,7 @@ from safetensors.torch import save_file
 
 from cage_sf import cc4
 from cage_sf.backends import make_backend
+from cage_sf.divergence import check_finite
 from cage_sf.errors import UsageError
 from cage_sf.models import model_config
 from cage_sf.runs import find_checkpoint, run_dir
@@ -30,11 +31,12 @@ TEMPLATE_FILES = ("submission.py", "cc4_agent.py", "cc4_memory.py", "cc4_network
 
 
 def actor_tensors(checkpoint: Path, config: dict) -> dict[str, torch.Tensor]:
-    """The actor weights (and normaliser statistics) of a checkpoint, checked against the model config."""
+    """The actor weights (and normaliser statistics) of a checkpoint, checked finite and against the model config."""
     try:
         state = torch.load(checkpoint, map_location="cpu", weights_only=False)["model"]
     except Exception as exc:
         raise UsageError(f"cannot read checkpoint {checkpoint}: {exc}".splitlines()[0]) from None
+    check_finite(state, checkpoint)
     tensors = {k: v.float().contiguous() for k, v in state.items() if k.startswith("actors.")}
     try:
         make_actors(config).load_state_dict({k.removeprefix("actors."): v for k, v in tensors.items()})

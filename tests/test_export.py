@@ -247,6 +247,38 @@ def test_evaluate_refuses_corrupted_weights_and_non_submissions(trained_run, tmp
         evaluate(tmp_path, episodes=1, seed=0, backend="sim", out=tmp_path / "e")
 
 
+def test_export_and_evaluate_refuse_nonfinite_weights_with_one_line_and_exit_2(trained_run, tmp_path, capsys):
+    """A diverged run's checkpoint (cage_sf.divergence no longer writes one; older runs did), and a submission
+    exported from one: one line naming the file, exit 2, nothing written."""
+    from safetensors.torch import load_file, save_file
+
+    from cage_sf import cli
+
+    run, model = trained_run
+    state = {name: tensor.clone() for name, tensor in model.state_dict().items()}
+    name = next(name for name in state if name.startswith("actors.") and name.endswith("weight"))
+    state[name].view(-1)[0] = float("nan")
+    diverged = tmp_path / "checkpoint_000000009_90.pth"
+    torch.save({"model": state, "env_steps": 90}, diverged)
+    out = tmp_path / "out"
+    assert cli.main(["export", str(run), f"--out={out}", f"--checkpoint={diverged}", "--mode=greedy"]) == 2
+    assert capsys.readouterr().err == (
+        f"cage-sf: error: {diverged} holds non-finite weights (1 of {len(state)} tensors, e.g. {name}): its training "
+        "diverged; export an earlier checkpoint (cage-sf export --checkpoint=PATH)\n"
+    )
+    assert not out.exists()
+
+    submission = export(str(run), tmp_path / "s", checkpoint="latest", mode="greedy")
+    weights = submission / "model.safetensors"
+    tensors = load_file(weights)
+    tensors[name][:] = float("inf")
+    save_file(tensors, weights)
+    assert cli.main(["evaluate", str(submission), "--episodes=1", "--backend=sim", f"--out={out}"]) == 2
+    [line] = capsys.readouterr().err.splitlines()
+    assert line.startswith(f"cage-sf: error: {weights} holds non-finite weights (1 of ") and "diverged" in line
+    assert not out.exists()
+
+
 @pytest.mark.cyborg
 def test_a_submission_with_messages_sends_them_through_cyborgs_evaluation_loop(messaging_runs, tmp_path, monkeypatch):
     """evaluation.py calls `step(actions)` only: the submission's `wrap` must carry the messages the agents chose
