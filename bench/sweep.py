@@ -14,6 +14,7 @@ The sweep file (configs/sweeps/) names the base preset, the settings every trial
   trial. The default storage is SQLite in the sweep's directory (one machine).
 - Pruning: a trial reports its training window (`cc4/eval_return`, the last 3 points) at each tenth of the budget;
   Optuna's median pruner stops a trial below the median of earlier trials at the same mark (after 3 trials).
+  A trial whose training diverged (it stops with a `training diverged` line) is pruned too, never scored.
 - Interrupt and resume: Ctrl-C stops the running trial cleanly and queues it again; a trial whose process died
   is queued again when its heartbeat goes stale. Either way the same command retries it with the same
   parameters, and since a trial's run is named by its parameters (STUDY-<hash>), training resumes from the
@@ -177,6 +178,7 @@ def run_trial(trial, spec: dict, sweep_dir: Path, env_steps: int) -> float:
     ]  # fmt: skip
     print(f"== trial {trial.number}: {' '.join(command[1:])}", flush=True)
     log = (sweep_dir / "logs" / f"{experiment}.log").open("a")
+    logged_before = log.tell()  # a retried trial appends to its log
     bench = subprocess.Popen(command, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     marks = [env_steps * (k + 1) // REPORTS for k in range(REPORTS - 1)]
     try:
@@ -192,12 +194,28 @@ def run_trial(trial, spec: dict, sweep_dir: Path, env_steps: int) -> float:
     finally:
         log.close()
     if bench.returncode != 0:
+        if diverged := _divergence(Path(log.name), logged_before):
+            trial.set_user_attr("diverged", diverged)
+            raise optuna.TrialPruned(diverged)
         raise RuntimeError(f"trial {trial.number}: bench/learning.py exited {bench.returncode}; see {log.name}")
     result = json.loads((sweep_dir / "runs" / experiment / "bench" / "result.json").read_text())
     for key in ("env_steps", "minutes"):
         trial.set_user_attr(key, result[key])
     trial.set_user_attr("sem", result["sim_return"]["sem"])
     return result["sim_return"]["mean"]
+
+
+def _divergence(log: Path, start: int) -> str | None:
+    """The verdict of a training that stopped because it diverged, from the trial's log after `start`. Such a
+    trial is pruned, not failed: TPE counts a pruned trial as worse than every finished one, and ignores a failed
+    one (so it would propose the same diverging region again)."""
+    from cage_sf.divergence import DIVERGED
+
+    verdict = f"cage-sf: run failed: {DIVERGED}"
+    with log.open("rb") as stream:
+        stream.seek(start)
+        lines = [line for line in stream.read().decode(errors="replace").splitlines() if line.startswith(verdict)]
+    return lines[-1].removeprefix("cage-sf: run failed: ") if lines else None
 
 
 def _report(trial, run: Path, marks: list[int]) -> list[int]:
@@ -238,7 +256,7 @@ def write_tables(study, spec: dict, sweep_dir: Path) -> None:
         "|" + "---|" * (len(names) + 5),
     ]
     for t in rows:
-        state = t.state.name.lower()
+        state = "pruned (diverged)" if "diverged" in t.user_attrs else t.state.name.lower()
         if t.state == optuna.trial.TrialState.FAIL and (retry := _retried_as(t, study.trials)) is not None:
             state = f"retried as {retry}"  # interrupted or died: its parameters ran again (resuming its run)
         value = f"{t.value:.1f} ± {t.user_attrs.get('sem', 0):.1f}" if t.value is not None else "-"

@@ -96,6 +96,28 @@ def test_two_processes_add_trials_to_one_study_and_the_best_becomes_a_preset(tmp
     assert cfg.learning_rate == best["learning_rate"] and cfg.batch_size == 500  # the smoke preset's
 
 
+def test_a_trial_whose_training_diverged_is_pruned_not_scored(tmp_path, monkeypatch):
+    """The learning benchmark stops as a diverged training makes it (the run's line, exit 1): the trial is pruned,
+    which TPE ranks below every scored trial, and the table says why."""
+    line = "training diverged at train step 3: non-finite value_loss and gradients (not applied); try a lower ..."
+    fake = tmp_path / "repo"
+    (fake / "bench").mkdir(parents=True)
+    (fake / "bench" / "learning.py").write_text(
+        f"import sys\nprint('== train: ...')\nprint('cage-sf: run failed: {line}', file=sys.stderr)\n"
+        "print('bench/learning.py: training exited with status 1', file=sys.stderr)\nsys.exit(1)\n"
+    )
+    monkeypatch.setattr(sweep, "REPO", fake)
+    monkeypatch.setattr(sweep, "POLL_S", 0.1)
+    path = write(tmp_path, "preset: smoke\nenv_steps: 1000\nspace:\n  learning_rate: {log: [1.0e-4, 1.0e-3]}\n")
+    storage = f"sqlite:///{tmp_path / 'study.db'}"
+    assert sweep.main([path, "--trials=1", f"--storage={storage}", "--study=t", f"--sweep_dir={tmp_path}"]) == 0
+    [trial] = optuna.load_study(study_name="t", storage=storage).trials
+    assert trial.state == optuna.trial.TrialState.PRUNED and trial.value is None
+    assert trial.user_attrs["diverged"] == line
+    assert "| pruned (diverged) | - |" in (tmp_path / "trials.md").read_text()
+    assert not (tmp_path / "best.yaml").exists()
+
+
 def test_the_script_runs_by_itself_with_help():
     import subprocess
 
