@@ -6,6 +6,7 @@ same observation dict:
   team          every agent's features and the step: what the value networks see (the reward is the team's)
   agent_type    0 for blue_agent_0..3 (small subnet), 1 for blue_agent_4 (large subnet)
   valid_actions 242 flags: the backend's action mask padded with False; only Sleep while the agent is busy
+  state         with `privileged` (simulator only): `CC4Sim.privileged_state`, what blue cannot see, for the critics
 and one Discrete(242) action space; with `messages`, a tuple of it and 8 Discrete(2): the bits the agent sends
 its team this step (delivered through the backend's `messages`, seen by the others in this step's observation).
 
@@ -31,6 +32,7 @@ from gymnasium import spaces
 
 from cage_sf import cc4
 from cage_sf.backends import CC4Env
+from cage_sf.sim.env import PRIVILEGED_STATE_SIZE
 from cage_sf.submission_template.cc4_memory import AgentMemories, feature_size
 
 log = logging.getLogger(__name__)
@@ -53,15 +55,16 @@ def action_space(messages: bool) -> spaces.Space:
     return spaces.Tuple([spaces.Discrete(NUM_ACTIONS)] + [spaces.Discrete(2)] * cc4.MESSAGE_LENGTH)
 
 
-def observation_space() -> spaces.Dict:
-    return spaces.Dict(
-        {
-            "obs": spaces.Box(0.0, 2.0, (OBS_SIZE,), np.float32),
-            "team": spaces.Box(0.0, 2.0, (TEAM_SIZE,), np.float32),
-            "agent_type": spaces.Box(0.0, 1.0, (1,), np.float32),
-            "valid_actions": spaces.Box(0.0, 1.0, (NUM_ACTIONS,), np.float32),
-        }
-    )
+def observation_space(privileged: bool = False) -> spaces.Dict:
+    keys = {
+        "obs": spaces.Box(0.0, 2.0, (OBS_SIZE,), np.float32),
+        "team": spaces.Box(0.0, 2.0, (TEAM_SIZE,), np.float32),
+        "agent_type": spaces.Box(0.0, 1.0, (1,), np.float32),
+        "valid_actions": spaces.Box(0.0, 1.0, (NUM_ACTIONS,), np.float32),
+    }
+    if privileged:
+        keys["state"] = spaces.Box(0.0, 1.0, (PRIVILEGED_STATE_SIZE,), np.float32)
+    return spaces.Dict(keys)
 
 
 class CC4VectorEnv(gym.Env):
@@ -88,10 +91,12 @@ class CC4VectorEnv(gym.Env):
         render_mode: str | None = None,
         stagger_steps: int = 0,
         messages: bool = False,
+        privileged: bool = False,
     ):
         k = self.num_envs = num_envs
         self.num_agents = AGENTS_PER_ENV * k
-        self.observation_space = observation_space()
+        self.observation_space = observation_space(privileged)
+        self._privileged = privileged
         self.action_space = action_space(messages)
         self._messages = messages
         self.render_mode = render_mode
@@ -119,6 +124,9 @@ class CC4VectorEnv(gym.Env):
             "agent_type": np.tile([cc4.agent_type(a) for a in cc4.AGENTS], k).astype(np.float32)[:, None],
             "valid_actions": self._valid.reshape(self.num_agents, NUM_ACTIONS),
         }
+        if privileged:
+            self._state = np.zeros((k, AGENTS_PER_ENV, PRIVILEGED_STATE_SIZE), np.float32)
+            self._outputs["state"] = self._state.reshape(self.num_agents, PRIVILEGED_STATE_SIZE)
 
     def reset(self, seed: int | None = None, options: dict | None = None):
         for env in range(self.num_envs):
@@ -214,6 +222,8 @@ class CC4VectorEnv(gym.Env):
             self._small_analysis[env, i] = self._backends[env].analysis(agent)
         self._large_vectors[env] = obs[cc4.AGENTS[SMALL_AGENTS]]
         self._large_analysis[env] = self._backends[env].analysis(cc4.AGENTS[SMALL_AGENTS])
+        if self._privileged:
+            self._state[env] = self._backends[env].privileged_state()
 
     def _start_episode(self, env: int, seed: int | None = None) -> None:
         obs, info = self._backends[env].reset(seed=seed)
@@ -262,8 +272,11 @@ class CC4SampleFactoryEnv(gym.Env):
         host_memory: bool = True,
         render_mode: str | None = None,
         messages: bool = False,
+        privileged: bool = False,
     ):
-        self._vector = CC4VectorEnv(make_backend, 1, step_timeout_s, host_memory, render_mode, messages=messages)
+        self._vector = CC4VectorEnv(
+            make_backend, 1, step_timeout_s, host_memory, render_mode, messages=messages, privileged=privileged
+        )
         self.observation_space = self._vector.observation_space
         self.action_space = self._vector.action_space
         self.render_mode = render_mode

@@ -71,10 +71,19 @@ def make_cc4_env(
     if cfg.batched_sampling:
         stagger = cfg.episode_steps if cfg.stagger_episodes else 0
         env = CC4VectorEnv(
-            backend, cfg.vector_size, cfg.step_timeout_s, cfg.host_memory, render_mode, stagger, cfg.messages
+            backend,
+            cfg.vector_size,
+            cfg.step_timeout_s,
+            cfg.host_memory,
+            render_mode,
+            stagger,
+            cfg.messages,
+            cfg.privileged_critic,
         )
     else:
-        env = CC4SampleFactoryEnv(backend, cfg.step_timeout_s, cfg.host_memory, render_mode, cfg.messages)
+        env = CC4SampleFactoryEnv(
+            backend, cfg.step_timeout_s, cfg.host_memory, render_mode, cfg.messages, cfg.privileged_critic
+        )
     tune_garbage_collector()
     return env
 

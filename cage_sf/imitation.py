@@ -104,10 +104,16 @@ class Demonstrations:
 
 
 def demonstrate(
-    policy: str, episodes: int, gamma: float, reward_scale: float, seed: int = 0, steps: int = cc4.EPISODE_STEPS
+    policy: str,
+    episodes: int,
+    gamma: float,
+    reward_scale: float,
+    seed: int = 0,
+    steps: int = cc4.EPISODE_STEPS,
+    privileged: bool = False,
 ) -> Demonstrations:
     """Play `policy` on our simulator for `episodes` episodes of `steps` env steps (NUM_ENVS at a time) through
-    the training adapter."""
+    the training adapter (`privileged`: with the true state the privileged critics read)."""
     rng = np.random.default_rng(seed)
     teachers: list[_Teacher] = []
 
@@ -115,7 +121,7 @@ def demonstrate(
         teachers.append(_Teacher(make_backend("sim", seed=seed + len(teachers), steps=steps), policy, rng))
         return teachers[-1]
 
-    env = CC4VectorEnv(teacher, NUM_ENVS, step_timeout_s=60.0)
+    env = CC4VectorEnv(teacher, NUM_ENVS, step_timeout_s=60.0, privileged=privileged)
     obs, _ = env.reset(seed=seed)
     inputs: dict[str, list[np.ndarray]] = {key: [] for key in obs}
     actions, rewards, dones, episode_returns = [], [], [], []
@@ -239,13 +245,13 @@ def warm_start(cfg) -> Path | None:
         return None
     started = time.perf_counter()
     print(f"imitation: {cfg.imitate_episodes} simulator episodes of {cfg.imitate}...", flush=True)
-    demos = demonstrate(
-        cfg.imitate, cfg.imitate_episodes, cfg.gamma, cfg.reward_scale, cfg.seed or 0, cfg.episode_steps
-    )
-    model = CC4ActorCritic(observation_space(), action_space(cfg.messages), cfg)
+    settings = (cfg.gamma, cfg.reward_scale)
+    privileged = cfg.privileged_critic
+    demos = demonstrate(cfg.imitate, cfg.imitate_episodes, *settings, cfg.seed or 0, cfg.episode_steps, privileged)
+    model = CC4ActorCritic(observation_space(privileged), action_space(cfg.messages), cfg)
     losses = imitate(model, demos, cfg.imitate_epochs, cfg.imitate_lr, progress=True, smoothing=cfg.imitate_smoothing)
     seed = HELD_OUT_SEED + (cfg.seed or 0)
-    held_out = demonstrate(cfg.imitate, NUM_ENVS, cfg.gamma, cfg.reward_scale, seed, cfg.episode_steps)
+    held_out = demonstrate(cfg.imitate, NUM_ENVS, *settings, seed, cfg.episode_steps, privileged)
     check = held_out_check(model, held_out)
     print(
         f"imitation: on {NUM_ENVS} held-out episodes the actors pick the teacher's action {check['agreement']:.1%} "

@@ -3,9 +3,10 @@
 blue_agent_0..3 (obs 92, 82 actions) and blue_agent_4 (obs 210, 242 actions) each get their own actor
 over their own features (CC4 vector + memory; `--actor`: an MLP per type, or the entity model with shared
 host encoders and per-type heads, `submission_template/cc4_networks.py`, which the exported agent runs) and
-their own value MLP over the whole team's features (the reward is the team's); every sample is routed by its
-`agent_type` observation. Masked logits are a large finite negative number, so sampling, the learner's
-log-probs, entropy and KL all agree. With `--messages` each agent also samples the 8 bits it sends its team
+their own value MLP over the whole team's features (the reward is the team's; with `--privileged_critic` also
+the simulator's true state, which the actors never read); every sample is routed by its `agent_type`
+observation. Masked logits are a large finite negative number, so sampling, the learner's log-probs, entropy
+and KL all agree. With `--messages` each agent also samples the 8 bits it sends its team
 this step (the env's action space is then a tuple: the action, then 8 two-way bits); their log-probs add to
 the action's, so V-trace and the policy gradient train the message heads with the rest.
 
@@ -27,10 +28,12 @@ from sample_factory.algo.utils.tensor_dict import TensorDict
 from sample_factory.model.actor_critic import ActorCritic
 from sample_factory.model.model_utils import model_device
 from sample_factory.utils.typing import ActionSpace, Config, ObsSpace
+from sample_factory.utils.utils import str2bool
 from torch import Tensor, nn
 
 from cage_sf import cc4, sf_compat
 from cage_sf.adapter import FEATURES, NUM_ACTIONS, OBS_SIZE, TEAM_SIZE
+from cage_sf.sim.env import PRIVILEGED_STATE_SIZE
 from cage_sf.submission_template.cc4_networks import ACTIVATIONS, MESSAGE_BITS, make_actors, mlp
 
 sf_compat.apply()
@@ -43,6 +46,13 @@ def add_model_args(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("CC4 model")
     group.add_argument("--actor", default="mlp", choices=ACTORS, help="actor network (cc4_networks.py)")
     group.add_argument("--entity_width", default=64, type=int, help="the entity actor's embedding width")
+    group.add_argument(
+        "--privileged_critic",
+        default=False,
+        type=str2bool,
+        help="the critics also see the simulator's true state (red's privilege per host, decoys, files, blocks, "
+        "step); the actors, and so the exported agents, never do",
+    )
 
 
 def model_config(cfg: Config) -> dict:
@@ -68,13 +78,15 @@ class CC4ActorCritic(ActorCritic):
         self.messages = cfg.messages
         activation = ACTIVATIONS[cfg.nonlinearity]
         self.actors = make_actors(model_config(cfg))
+        self.privileged = cfg.privileged_critic
+        self.critic_size = TEAM_SIZE + (PRIVILEGED_STATE_SIZE if self.privileged else 0)
         self.critics = nn.ModuleList(
-            mlp([TEAM_SIZE, *cfg.encoder_mlp_layers, 1], activation) for _ in (cc4.SMALL, cc4.LARGE)
+            mlp([self.critic_size, *cfg.encoder_mlp_layers, 1], activation) for _ in (cc4.SMALL, cc4.LARGE)
         )
         self.apply(self.initialize_weights)
-        # two random projections that identify equal team rows (not learned, not saved)
-        projections = torch.randn(TEAM_SIZE, 2, generator=torch.Generator().manual_seed(0))
-        self.register_buffer("team_keys", projections, persistent=False)
+        # two random projections that identify equal critic input rows (not learned, not saved)
+        projections = torch.randn(self.critic_size, 2, generator=torch.Generator().manual_seed(0))
+        self.register_buffer("input_keys", projections, persistent=False)
 
     def device_for_input_tensor(self, input_tensor_name: str) -> torch.device:
         return model_device(self)
@@ -85,7 +97,8 @@ class CC4ActorCritic(ActorCritic):
     def forward_head(self, normalized_obs_dict: dict[str, Tensor]) -> Tensor:
         """Feed-forward model: the head only packs the inputs the tail routes per agent type."""
         obs = normalized_obs_dict
-        return torch.cat([obs["obs"], obs["team"], obs["agent_type"], obs["valid_actions"]], dim=1)
+        critic = [obs["team"], obs["state"]] if self.privileged else [obs["team"]]
+        return torch.cat([obs["obs"], *critic, obs["agent_type"], obs["valid_actions"]], dim=1)
 
     def forward_core(self, head_output: Tensor, rnn_states: Tensor) -> tuple[Tensor, Tensor]:
         return head_output, rnn_states
@@ -94,10 +107,13 @@ class CC4ActorCritic(ActorCritic):
         self, core_output: Tensor, values_only: bool, sample_actions: bool, values: bool = True
     ) -> TensorDict:
         """`values=False` leaves the values at 0 (the inference worker's call under V-trace)."""
-        obs, team, agent_type, valid = torch.split(core_output, [OBS_SIZE, TEAM_SIZE, 1, NUM_ACTIONS], dim=1)
+        obs, critic_input, agent_type, valid = torch.split(
+            core_output, [OBS_SIZE, self.critic_size, 1, NUM_ACTIONS], dim=1
+        )
         rows = [torch.nonzero(agent_type[:, 0] < 0.5).squeeze(1), torch.nonzero(agent_type[:, 0] >= 0.5).squeeze(1)]
 
-        value = self._values(team, rows) if values or values_only else core_output.new_zeros(core_output.shape[0])
+        compute_values = values or values_only
+        value = self._values(critic_input, rows) if compute_values else core_output.new_zeros(core_output.shape[0])
         result = TensorDict(values=value.squeeze())
         if values_only:
             return result
@@ -120,12 +136,12 @@ class CC4ActorCritic(ActorCritic):
         self._maybe_sample_actions(sample_actions, result)
         return result
 
-    def _values(self, team: Tensor, rows: list[Tensor]) -> Tensor:
-        """Each critic once per distinct team row. Rows are grouped by one random projection of the row and the
+    def _values(self, inputs: Tensor, rows: list[Tensor]) -> Tensor:
+        """Each critic once per distinct input row. Rows are grouped by one random projection of the row and the
         grouping checked with a second (distinct rows agreeing on both is a ~1e-14 accident); when the check
         fails, every row is evaluated. Cheaper than `torch.unique(dim=0)`, which sorts whole rows."""
-        keys = team @ self.team_keys
-        values = team.new_zeros(team.shape[0])
+        keys = inputs @ self.input_keys
+        values = inputs.new_zeros(inputs.shape[0])
         for kind, idx in enumerate(rows):
             if len(idx) == 0:
                 continue
@@ -136,7 +152,7 @@ class CC4ActorCritic(ActorCritic):
             )
             if not torch.equal(keys[idx[first[group]], 1], keys[idx, 1]):
                 first, group = order, order
-            values[idx] = self.critics[kind](team[idx[first]]).squeeze(1)[group]
+            values[idx] = self.critics[kind](inputs[idx[first]]).squeeze(1)[group]
         return values
 
     def _maybe_sample_actions(self, sample_actions: bool, result: TensorDict) -> None:

@@ -16,6 +16,7 @@ from typing import Any
 import yaml
 
 from cage_sf import cc4
+from cage_sf.backends import resolve_backend
 from cage_sf.errors import UsageError
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
@@ -170,6 +171,10 @@ COMBINATIONS: tuple[tuple[Callable[[argparse.Namespace], bool], str], ...] = (
         "with batched_sampling, a worker fills 5 agents x vector_size={vector_size} x num_envs_per_worker="
         "{num_envs_per_worker} / worker_num_splits={worker_num_splits} trajectories at a time and a batch holds "
         "batch_size={batch_size} / rollout={rollout}: one must divide the other (Sample Factory's buffers)",
+    ),
+    (
+        lambda cfg: not cfg.privileged_critic or resolve_backend(cfg.backend) == "sim",
+        "privileged_critic=True reads our simulator's true state: --backend=sim (not {backend})",
     ),
     (
         lambda cfg: cfg.imitate != "none" or cfg.anchor_coeff == 0,

@@ -265,3 +265,30 @@ def test_the_single_env_form_takes_the_same_rows_per_agent():
     obs, *_ = env.step([[action, *([i % 2] * cc4.MESSAGE_LENGTH)] for i, action in enumerate(sleep)])
     layout = cc4.agent_layout(cc4.SMALL)
     assert obs[0]["obs"][layout["messages"]].tolist() == [1.0] * 8 + [0.0] * 8 + [1.0] * 8 + [0.0] * 8
+
+
+def test_the_privileged_state_is_the_simulators_true_state_for_every_agent_of_its_env():
+    from cage_sf.sim import make_cc4
+
+    sims = []
+
+    def backend():
+        sims.append(make_cc4(seed=len(sims)))
+        return sims[-1]
+
+    env = CC4VectorEnv(backend, 2, step_timeout_s=60.0, privileged=True)
+    obs, _ = env.reset(seed=0)
+    sleep = np.tile([cc4.sleep_action(cc4.agent_type(a)) for a in cc4.AGENTS], 2)
+    for _ in range(120):  # red spreads while blue sleeps
+        obs, *_ = env.step(sleep)
+    state = obs["state"].reshape(2, len(cc4.AGENTS), -1)
+    for k, sim in enumerate(sims):
+        assert (state[k] == sim.privileged_state()).all()
+        slots = state[k, 0, : 9 * 16 * 3].reshape(9, 16, 3)
+        held = {s.host for agent in sim.red.agents for s in agent.sessions.values()}
+        topo = sim.topology
+        subnets, slot_numbers = np.nonzero(slots[..., 0])
+        assert {int(topo.slot_host[subnet, slot]) for subnet, slot in zip(subnets, slot_numbers, strict=True)} == held
+        assert slots[..., 2].sum() == sim.hosts.malware.sum() > 0
+        assert state[k, 0, -1] == pytest.approx(sim.step_count / cc4.EPISODE_STEPS)
+    assert "state" not in CC4VectorEnv(backend, 1, step_timeout_s=60.0).reset()[0]

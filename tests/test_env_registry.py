@@ -25,6 +25,7 @@ def test_env_factory_builds_the_adapter_and_tunes_the_collector(restore_gc):
         host_memory=True,
         batched_sampling=False,
         messages=False,
+        privileged_critic=False,
     )
     env = make_cc4_env("cc4", cfg)
     assert env.num_agents == 5 and env.action_space.n == 242
@@ -44,6 +45,7 @@ def test_batched_sampling_gets_a_vector_of_envs_as_arrays(restore_gc):
         vector_size=3,
         stagger_episodes=True,
         messages=False,
+        privileged_critic=False,
     )
     env = make_cc4_env("cc4", cfg)
     obs, _ = env.reset()

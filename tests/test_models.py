@@ -136,14 +136,14 @@ def test_critics_run_once_per_distinct_team_row_with_the_same_values_and_gradien
     for ours, reference in zip(deduplicated, model.critics[cc4.SMALL].parameters(), strict=True):
         assert torch.allclose(ours, reference.grad, atol=1e-5)
 
-    keys = model.team_keys.clone()
-    model.team_keys[:, 0] = 0.0  # every row looks alike to the first projection: the second must catch it
+    keys = model.input_keys.clone()
+    model.input_keys[:, 0] = 0.0  # every row looks alike to the first projection: the second must catch it
     calls.clear()
     hook = model.critics[cc4.SMALL].register_forward_hook(lambda m, args, out: calls.append(args[0].shape[0]))
     with torch.no_grad():
         values_when_fooled = model(obs, torch.zeros(team.shape[0], 2), values_only=True)["values"]
     hook.remove()
-    model.team_keys.copy_(keys)
+    model.input_keys.copy_(keys)
     assert calls == [12] and torch.allclose(values_when_fooled, each_row, atol=1e-6)
 
 
@@ -184,3 +184,28 @@ def test_message_bits_are_sampled_with_the_action_and_their_log_probs_add():
     bit_probs = torch.stack([bit.probs[:5, 1] for bit in distribution.distributions[1:]], dim=1)
     frequencies = actions[:, 1:].view(n, 5, cc4.MESSAGE_LENGTH).float().mean(dim=0)
     assert (frequencies - bit_probs).abs().max() < 0.03
+
+
+def test_the_privileged_state_reaches_the_critics_only():
+    """With --privileged_critic the critics read the simulator's true state; the actors (and so the exported
+    submission, which holds the actors' weights only) are the same networks as without, blind to it."""
+    from cage_sf.sim import make_cc4
+
+    env = CC4SampleFactoryEnv(lambda: make_cc4(seed=0), step_timeout_s=5.0, privileged=True)
+    cfg = resolve_config("smoke", ["--privileged_critic=True"])
+    torch.manual_seed(0)
+    model = CC4ActorCritic(env.observation_space, env.action_space, cfg)
+    plain = CC4ActorCritic(env.observation_space, env.action_space, resolve_config("smoke", []))
+    shapes = {k: v.shape for k, v in model.actors.state_dict().items()}
+    assert shapes == {k: v.shape for k, v in plain.actors.state_dict().items()}
+
+    obs = batch(env, episodes=2)
+    assert obs["state"].shape[1] > 0 and obs["state"].abs().sum() > 0
+    with torch.no_grad():
+        before = model(obs, torch.zeros(len(obs["obs"]), 0), values_only=False)
+        before_values = model(obs, torch.zeros(len(obs["obs"]), 0), values_only=True)["values"]
+        changed = dict(obs, state=torch.rand_like(obs["state"]))
+        after = model(changed, torch.zeros(len(obs["obs"]), 0), values_only=False)
+        after_values = model(changed, torch.zeros(len(obs["obs"]), 0), values_only=True)["values"]
+    assert torch.equal(before["action_logits"], after["action_logits"])
+    assert not torch.allclose(before_values, after_values)

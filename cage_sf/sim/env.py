@@ -14,10 +14,11 @@ from cage_sf.sim.observation import Observer
 from cage_sf.sim.red import IMP, RedTeam
 from cage_sf.sim.rewards import ASF, LWF, RESTORE_COST, RIA, phase_of
 from cage_sf.sim.state import HostState
-from cage_sf.sim.topology import Topology, draw_topology
+from cage_sf.sim.topology import NUM_SUBNETS, Topology, draw_topology
 
 _NUM_AGENTS = len(cc4.AGENTS)
 _AGENT_INDEX = {agent: i for i, agent in enumerate(cc4.AGENTS)}
+PRIVILEGED_STATE_SIZE = NUM_SUBNETS * cc4.SLOTS_PER_SUBNET * 3 + NUM_SUBNETS**2 + 1  # `CC4Sim.privileged_state`
 
 
 @dataclass
@@ -128,6 +129,22 @@ class CC4Sim:
 
     def busy_agents(self) -> set[str]:
         return {agent for agent, busy in zip(cc4.AGENTS, self._blue.busy(), strict=True) if busy}
+
+    def privileged_state(self) -> np.ndarray:
+        """What blue cannot see, for a critic or an oracle (`PRIVILEGED_STATE_SIZE` floats in [0, 1]): per subnet
+        and host slot (9 x 16, the observation's slot order) red's privilege (0.5 user, 1 root), a decoy, red's
+        files; the 9 x 9 blocks (blocks[dst, src]); the episode's elapsed fraction."""
+        topo, hosts = self.topology, self._hosts
+        per_host = np.zeros((topo.num_hosts, 3), np.float32)
+        for agent in self._red.agents:
+            for session in agent.sessions.values():
+                per_host[session.host, 0] = max(per_host[session.host, 0], 1.0 if session.root else 0.5)
+        per_host[:, 1] = [hosts.has_decoy(h) for h in range(topo.num_hosts)]
+        per_host[:, 2] = hosts.malware
+        slots = np.zeros((*topo.slot_host.shape, 3), np.float32)
+        present = topo.slot_host >= 0
+        slots[present] = per_host[topo.slot_host[present]]
+        return np.concatenate([slots.ravel(), hosts.blocks.ravel(), [self._t / self._steps]]).astype(np.float32)
 
     @property
     def step_count(self) -> int:
