@@ -47,6 +47,13 @@ SMALL_AGENTS = AGENTS_PER_ENV - 1  # blue_agent_0..3 defend one subnet each, blu
 assert [cc4.agent_type(a) for a in cc4.AGENTS] == [cc4.SMALL] * SMALL_AGENTS + [cc4.LARGE]
 _SLEEP = np.array([cc4.sleep_action(cc4.agent_type(a)) for a in cc4.AGENTS])
 _AGENT_ACTIONS = np.array([cc4.NUM_ACTIONS[cc4.agent_type(a)] for a in cc4.AGENTS])
+_COMMAND = np.array(  # [5, NUM_ACTIONS]: each agent's action -> its cc4.COMMANDS index, padding as Sleep
+    [
+        [cc4.COMMANDS.index(c) for c in cc4.action_commands(cc4.agent_type(a))]
+        + [cc4.COMMANDS.index("Sleep")] * (NUM_ACTIONS - cc4.NUM_ACTIONS[cc4.agent_type(a)])
+        for a in cc4.AGENTS
+    ]
+)
 
 
 def action_space(messages: bool) -> spaces.Space:
@@ -112,6 +119,8 @@ class CC4VectorEnv(gym.Env):
         self._episode_valid = np.zeros((k, AGENTS_PER_ENV, NUM_ACTIONS), np.float32)  # masks are fixed for an episode
         self._only_sleep = (np.arange(NUM_ACTIONS) == _SLEEP[:, None]).astype(np.float32)
         self._phase_rewards = np.zeros((k, 3))
+        self._commands = np.zeros((k, len(cc4.COMMANDS)))  # this episode's decisions per command
+        self._command_offsets = len(cc4.COMMANDS) * np.arange(k)[:, None]  # env k's bins in one bincount
         self._stagger_steps = stagger_steps
         self._steps_to_cut = np.zeros(k, np.int64)  # > 0: steps left in a staggered first episode
         self._faults = 0
@@ -145,6 +154,8 @@ class CC4VectorEnv(gym.Env):
         actions = actions.reshape(self.num_envs, AGENTS_PER_ENV)
         actions = np.where(actions < _AGENT_ACTIONS, actions, _SLEEP)  # padding indices mean Sleep
         acting = ~self.busy()
+        chosen = _COMMAND[np.arange(AGENTS_PER_ENV), actions] + self._command_offsets
+        self._commands += np.bincount(chosen.ravel(), acting.ravel(), self._commands.size).reshape(self._commands.shape)
         valid = np.take_along_axis(self._episode_valid, actions[..., None], axis=2)[..., 0] > 0
         small = np.s_[:, :SMALL_AGENTS]
         self._small.act(actions[small].ravel(), valid[small].ravel(), acting[small].ravel())
@@ -196,6 +207,8 @@ class CC4VectorEnv(gym.Env):
         stats = {f"cc4/reward_phase_{p}": float(r) for p, r in enumerate(self._phase_rewards[env])}
         stats["cc4/eval_return"] = float(self._phase_rewards[env].sum())
         stats["cc4/env_fault"] = 0.0
+        shares = self._commands[env] / self._commands[env].sum()  # busy agents' Sleep is no decision
+        stats |= {f"cc4/command_{c}": float(s) for c, s in zip(cc4.COMMANDS, shares, strict=True)}
         return stats
 
     def _observe(self) -> dict[str, np.ndarray]:
@@ -231,6 +244,7 @@ class CC4VectorEnv(gym.Env):
         self._small.reset(slice(SMALL_AGENTS * env, SMALL_AGENTS * (env + 1)))
         self._large.reset(env)
         self._phase_rewards[env] = 0.0
+        self._commands[env] = 0.0
         # CybORG computes the masks at reset only (which hosts exist): pad them once per episode
         self._episode_valid[env] = 0.0
         for i, agent in enumerate(cc4.AGENTS):

@@ -292,3 +292,61 @@ def test_the_privileged_state_is_the_simulators_true_state_for_every_agent_of_it
         assert slots[..., 2].sum() == sim.hosts.malware.sum() > 0
         assert state[k, 0, -1] == pytest.approx(sim.step_count / cc4.EPISODE_STEPS)
     assert "state" not in CC4VectorEnv(backend, 1, step_timeout_s=60.0).reset()[0]
+
+
+class LastObservations:
+    """A backend proxy keeping what it last observed, so a scripted policy can drive the adapter."""
+
+    def __init__(self, backend):
+        self.backend, self.last = backend, None
+
+    def reset(self, seed=None):
+        self.last, info = self.backend.reset(seed)
+        return self.last, info
+
+    def step(self, actions, messages=None):
+        result = self.backend.step(actions, messages)
+        self.last = result[0]
+        return result
+
+    def __getattr__(self, name):
+        return getattr(self.backend, name)
+
+
+def test_command_mix_is_each_commands_share_of_the_free_agents_decisions():
+    """cc4/command_<Name> of an episode equals the share of scripted restore-decoy's actions by agents the backend
+    did not report busy (a busy agent's action is dropped: no decision) that went to each command; it sums to 1."""
+    from cage_sf.policies import load_policy
+
+    k, steps = 2, 60
+    backends = []
+
+    def factory():
+        backends.append(LastObservations(make_backend("sim", steps=steps)))
+        return backends[-1]
+
+    env = CC4VectorEnv(factory, k, step_timeout_s=60)
+    env.reset(seed=4)
+    counts, policies, mixes = np.zeros((k, len(cc4.COMMANDS))), [None] * k, []
+    commands = {a: cc4.action_commands(cc4.agent_type(a)) for a in cc4.AGENTS}
+    while len(mixes) < 2 * k:
+        actions = []
+        for i, backend in enumerate(backends):
+            if backend.step_count == 0:  # a fresh scripted policy each episode
+                policies[i] = load_policy("restore-decoy")()
+            masks = {a: backend.action_mask(a) for a in cc4.AGENTS}
+            chosen = policies[i](backend.last, masks, None, {a: backend.analysis(a) for a in cc4.AGENTS})
+            for agent in set(cc4.AGENTS) - backend.busy_agents():
+                counts[i, cc4.COMMANDS.index(commands[agent][chosen[agent]])] += 1
+            actions += [chosen[a] for a in cc4.AGENTS]
+        *_, infos = env.step(np.array(actions))
+        for i in range(k):
+            if "episode_extra_stats" in infos[5 * i]:
+                stats = infos[5 * i]["episode_extra_stats"]
+                mixes.append([stats[f"cc4/command_{c}"] for c in cc4.COMMANDS])
+                assert mixes[-1] == pytest.approx(counts[i] / counts[i].sum())
+                assert counts[i].sum() < 5 * steps  # Restore and DeployDecoy kept agents busy: fewer decisions
+                counts[i] = 0
+    assert np.sum(mixes, axis=1) == pytest.approx(1.0)
+    used = np.flatnonzero(np.max(mixes, axis=0))
+    assert {cc4.COMMANDS[c] for c in used} >= {"Sleep", "Restore", "DeployDecoy"}
