@@ -47,6 +47,12 @@ def add_model_args(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--actor", default="mlp", choices=ACTORS, help="actor network (cc4_networks.py)")
     group.add_argument("--entity_width", default=64, type=int, help="the entity actor's embedding width")
     group.add_argument(
+        "--factored_actions",
+        default=False,
+        type=str2bool,
+        help="the actors choose a command, then its target (cc4_networks.compose): the same flat action index",
+    )
+    group.add_argument(
         "--privileged_critic",
         default=False,
         type=str2bool,
@@ -64,6 +70,7 @@ def model_config(cfg: Config) -> dict:
         "actor": settings.get("actor", "mlp"),
         "entity_width": settings.get("entity_width", 64),
         "messages": settings.get("messages", False),
+        "factored": settings.get("factored_actions", False),
         "hidden": list(settings["encoder_mlp_layers"]),
         "nonlinearity": settings["nonlinearity"],
         "masked_logit": MASKED_LOGIT,

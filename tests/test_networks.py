@@ -146,3 +146,41 @@ def test_the_model_cost_benchmark_times_every_actor():
     )  # fmt: skip
     report = json.loads(result.stdout.strip().splitlines()[-1])
     assert set(report["us_per_sample"]) == {"mlp", "entity"} and report["ratio"] > 0
+
+
+def test_a_composed_distribution_is_the_command_choice_times_the_target_choice():
+    """compose(): P(action) = P(its command among the offered ones) * P(action among its command's valid ones)."""
+    from cage_sf.submission_template.cc4_networks import command_blocks, compose
+
+    layout = cc4.agent_layout(cc4.LARGE)
+    blocks = command_blocks(layout)
+    assert [layout["commands"][layout["command"][a]] for a, _ in blocks] == list(cc4.COMMANDS)
+    gen = torch.Generator().manual_seed(0)
+    targets, commands = torch.randn(6, cc4.NUM_ACTIONS[cc4.LARGE], generator=gen), torch.randn(6, 8, generator=gen)
+    valid = (torch.rand(targets.shape, generator=gen) < 0.5).float()
+    monitor, _ = blocks[cc4.COMMANDS.index("Monitor")]
+    valid[:, monitor] = 0.0  # a command with nothing valid is never chosen
+    probs = compose(targets, commands, valid, blocks).exp()
+    offered = torch.tensor([[valid[r, a:b].any() for a, b in blocks] for r in range(6)])
+    command_probs = torch.softmax(commands.masked_fill(~offered, float("-inf")), dim=1)
+    for c, (a, b) in enumerate(blocks):
+        assert probs[:, a:b].sum(dim=1) == pytest.approx(command_probs[:, c], abs=1e-6)
+        within = torch.softmax(targets[:, a:b].masked_fill(valid[:, a:b] < 0.5, float("-inf")), dim=1).nan_to_num()
+        assert probs[:, a:b] == pytest.approx(within * command_probs[:, c : c + 1], abs=1e-6)
+    assert probs.sum(dim=1) == pytest.approx(torch.ones(6), abs=1e-6)
+    assert (probs[valid < 0.5] == 0).all()
+
+
+@pytest.mark.parametrize("actor", ["mlp", "entity"])
+def test_factored_actors_give_a_distribution_over_valid_actions_with_messages_after(actor):
+    config = model_config(resolve_config("smoke", [f"--actor={actor}", "--factored_actions=True", "--messages=True"]))
+    actors = make_actors(config)
+    for kind in KINDS:
+        features, valid = inputs(kind)
+        with torch.no_grad():
+            out = actors.logits(features, valid, kind)
+        actions = cc4.NUM_ACTIONS[kind]
+        assert out.shape == (len(features), actions + 16)
+        log_probs = out[:, :actions]  # already normalised over the valid actions
+        assert torch.exp(log_probs).sum(dim=1) == pytest.approx(torch.ones(len(features)), abs=1e-5)
+        assert (log_probs[valid < 0.5] < -1e8).all()

@@ -11,6 +11,11 @@ and its action mask to logits over its own actions.
           logits (Analyse, Remove, Restore, DeployDecoy), per-subnet logits (Allow and Block from each of the
           8 other subnets) and Monitor / Sleep: the same weights score every host, whichever slots exist.
 
+With `factored` (model.json), both kinds also give one logit per command, and an action's logit is
+log P(command) + log P(target | command): the scores above become each command's target logits, normalised over
+the command's valid targets. The flat distribution is the product of the two, so sampling, masking and CybORG's
+flat action index are unchanged, while exploration (and an entropy bonus) acts on what to do before where.
+
 With `messages` (model.json), both kinds also give 2 logits per bit of the 8-bit message the agent sends each
 step (after its action logits): the message is sampled with the action and trained with it.
 """
@@ -44,22 +49,61 @@ def mlp(sizes: list[int], activation: type[nn.Module]) -> nn.Sequential:
 def make_actors(config: dict) -> MLPActors | EntityActors:
     activation = ACTIVATIONS[config["nonlinearity"]]
     message_logits = 2 * MESSAGE_BITS if config.get("messages", False) else 0
+    factored = config.get("factored", False)
     if config.get("actor", "mlp") == "entity":
-        return EntityActors(config["layouts"], config["entity_width"], activation, message_logits)
-    return MLPActors(config["layouts"], config["hidden"], activation, message_logits)
+        return EntityActors(config["layouts"], config["entity_width"], activation, message_logits, factored)
+    return MLPActors(config["layouts"], config["hidden"], activation, message_logits, factored)
+
+
+def command_blocks(layout: dict) -> list[tuple[int, int]]:
+    """Each command's [start, end) in action order (CC4's actions are grouped by command)."""
+    command = layout["command"]
+    blocks = [(command.index(c), len(command) - command[::-1].index(c)) for c in range(len(layout["commands"]))]
+    assert all(set(command[start:end]) == {c} for c, (start, end) in enumerate(blocks)), "commands not contiguous"
+    return blocks
+
+
+def compose(targets: Tensor, commands: Tensor, valid: Tensor, blocks: list[tuple[int, int]]) -> Tensor:
+    """Flat log-probabilities log P(command) + log P(target | command), each normalised over what `valid` offers
+    (invalid actions get about -1e9)."""
+    targets = targets.masked_fill(valid < 0.5, -1e9)
+    within = [targets[:, a:b] - torch.logsumexp(targets[:, a:b], dim=1, keepdim=True) for a, b in blocks]
+    offered = torch.stack([valid[:, a:b].amax(dim=1) > 0.5 for a, b in blocks], dim=1)
+    command_log_probs = torch.log_softmax(commands.masked_fill(~offered, -1e9), dim=1)
+    return torch.cat([part + command_log_probs[:, i : i + 1] for i, part in enumerate(within)], dim=1)
 
 
 class MLPActors(nn.ModuleList):
-    """One MLP per agent type over its flat features."""
+    """One MLP per agent type over its flat features (with `factored`, also a logit per command)."""
 
-    def __init__(self, layouts: list[dict], hidden: list[int], activation: type[nn.Module], message_logits: int = 0):
+    def __init__(
+        self,
+        layouts: list[dict],
+        hidden: list[int],
+        activation: type[nn.Module],
+        message_logits: int = 0,
+        factored: bool = False,
+    ):
         super().__init__(
-            mlp([cc4_memory.feature_size(layout), *hidden, len(layout["durations"]) + message_logits], activation)
+            mlp(
+                [
+                    cc4_memory.feature_size(layout),
+                    *hidden,
+                    len(layout["durations"]) + factored * len(layout["commands"]) + message_logits,
+                ],
+                activation,
+            )
             for layout in layouts
         )
+        self.blocks = [command_blocks(layout) for layout in layouts] if factored else None
 
     def logits(self, features: Tensor, valid: Tensor, kind: int) -> Tensor:
-        return self[kind](features)
+        out = self[kind](features)
+        if self.blocks is None:
+            return out
+        actions, commands = valid.shape[1], len(self.blocks[kind])
+        flat = compose(out[:, :actions], out[:, actions : actions + commands], valid, self.blocks[kind])
+        return torch.cat([flat, out[:, actions + commands :]], dim=1)
 
 
 class _Indices(nn.Module):
@@ -101,25 +145,36 @@ def _first_layer(linear: nn.Linear, hosts: Tensor, subnet: Tensor, context: Tens
 
 
 class _Heads(nn.Module):
-    def __init__(self, width: int, activation: type[nn.Module], message_logits: int):
+    def __init__(self, width: int, activation: type[nn.Module], message_logits: int, command_logits: int):
         super().__init__()
         self.host = mlp([3 * width, width, len(HOST_COMMANDS)], activation)
         self.traffic = mlp([2 * width, width, len(TRAFFIC_COMMANDS) * SOURCES], activation)
-        self.own = mlp([width, width, len(OWN_COMMANDS) + message_logits], activation)  # Monitor, Sleep, message
+        # Monitor, Sleep, then (factored) the command logits, then the message's
+        self.own = mlp([width, width, len(OWN_COMMANDS) + command_logits + message_logits], activation)
 
 
 class EntityActors(nn.Module):
     """Shared host, subnet and context encoders; output heads per agent type (see the module docstring)."""
 
-    def __init__(self, layouts: list[dict], width: int, activation: type[nn.Module], message_logits: int = 0):
+    def __init__(
+        self,
+        layouts: list[dict],
+        width: int,
+        activation: type[nn.Module],
+        message_logits: int = 0,
+        factored: bool = False,
+    ):
         super().__init__()
         index = cc4_memory.feature_index(layouts[0])
         host_inputs = index["host"].shape[1] + 2  # + exists, server
         self.host = mlp([host_inputs, width, width], activation)
         self.subnet = mlp([index["subnet"].shape[1] + 2 * width, width, width], activation)
         self.context = mlp([len(index["agent"]) + 2 * width, 2 * width, width], activation)
-        self.heads = nn.ModuleList(_Heads(width, activation, message_logits) for _ in layouts)
+        self.heads = nn.ModuleList(
+            _Heads(width, activation, message_logits, factored * len(layout["commands"])) for layout in layouts
+        )
         self.indices = nn.ModuleList(_Indices(layout) for layout in layouts)
+        self.blocks = [command_blocks(layout) for layout in layouts] if factored else None
 
     def logits(self, features: Tensor, valid: Tensor, kind: int) -> Tensor:
         index, heads = self.indices[kind], self.heads[kind]
@@ -143,4 +198,9 @@ class EntityActors(nn.Module):
         traffic = traffic.view(batch, subnets, len(TRAFFIC_COMMANDS), SOURCES).transpose(1, 2)
         own = heads.own(context)
         flat = [host_logits.transpose(1, 2).reshape(batch, -1), traffic.reshape(batch, -1), own[:, : len(OWN_COMMANDS)]]
-        return torch.cat([torch.cat(flat, dim=1)[:, index.order], own[:, len(OWN_COMMANDS) :]], dim=1)
+        logits = torch.cat(flat, dim=1)[:, index.order]
+        rest = own[:, len(OWN_COMMANDS) :]
+        if self.blocks is not None:
+            commands = len(self.blocks[kind])
+            logits, rest = compose(logits, rest[:, :commands], valid, self.blocks[kind]), rest[:, commands:]
+        return torch.cat([logits, rest], dim=1)
