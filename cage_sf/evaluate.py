@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
 from statistics import mean, stdev
+from typing import NamedTuple
 
 import numpy as np
 from tqdm import tqdm
@@ -66,33 +67,70 @@ def load_agents(submission: Path) -> tuple[dict, dict]:
     return agents, policy.config
 
 
-def play(agents: dict, env, episodes: int, progress: str | None = None) -> tuple[list[float], list[list[float]]]:
-    """Episodes of `agents` (objects with `attach` and `get_action`) on `env`, counted as `evaluation.py` does:
-    the return and the reward per phase of every episode."""
-    for agent in agents.values():
-        agent.attach(env)
-    env = MessageRelay(env, agents)
+class Played(NamedTuple):
+    """Per episode: its return, its reward per phase and its command mix (`command_mix`)."""
+
+    returns: list[float]
+    phase_sums: list[list[float]]
+    command_mixes: list[dict[str, float]]
+
+
+def play(agents: dict, backend: str, episodes: int, seed: int | None = None, progress: str | None = None) -> Played:
+    """Episodes of `agents` (objects with `attach` and `get_action`) on a backend, counted as `evaluation.py` does.
+    With a seed, episode k is played on a fresh backend seeded seed + k (what `evaluation.py --seed=seed+k` plays
+    first): every policy meets the same episodes, so two can be compared episode by episode (`paired_difference`).
+    Without one, a single unseeded backend plays them all."""
+    env, counts = None, np.zeros(len(cc4.COMMANDS))
+    command_of = {name: cc4.agent_layout(cc4.agent_type(name))["command"] for name in agents}
 
     def choose(observations: dict[str, np.ndarray]) -> dict[str, int]:
-        return {
+        actions = {
             name: agent.get_action(observations[name], env.action_space(name))
             for name, agent in agents.items()
             if name in env.agents
         }
+        for name in actions.keys() - env.busy_agents():  # a busy agent's action is dropped: no decision
+            counts[command_of[name][actions[name]]] += 1
+        return actions
 
-    returns, phase_sums = [], []
-    for _ in tqdm(range(episodes), desc=progress, unit="episode", disable=progress is None):
-        phases = [0.0, 0.0, 0.0]
+    played = Played([], [], [])
+    for k in tqdm(range(episodes), desc=progress, unit="episode", disable=progress is None):
+        if env is None or seed is not None:
+            env = make_backend(backend, seed=None if seed is None else seed + k)
+            for agent in agents.values():
+                agent.attach(env)
+            env = MessageRelay(env, agents)
+        phases, counts[:] = [0.0, 0.0, 0.0], 0.0
         for _, observations, reward in evaluation_episode(env, choose):
             if reward is not None:
                 phases[phase_of(observations)] += reward
-        returns.append(sum(phases))
-        phase_sums.append(phases)
-    return returns, phase_sums
+        played.returns.append(sum(phases))
+        played.phase_sums.append(phases)
+        played.command_mixes.append(command_mix(counts))
+    return played
+
+
+def command_mix(counts: np.ndarray) -> dict[str, float]:
+    """Each command's share of the decisions (free agents' actions) counted per command, in cc4.COMMANDS order."""
+    return {command: float(n / counts.sum()) for command, n in zip(cc4.COMMANDS, counts, strict=True)}
+
+
+def mean_command_mix(mixes: list[dict[str, float]]) -> dict[str, float]:
+    return {command: mean(mix[command] for mix in mixes) for command in cc4.COMMANDS}
+
+
+def command_mix_line(mix: dict[str, float]) -> str:
+    return ", ".join(f"{command} {share:.1%}" for command, share in mix.items())
 
 
 def mean_and_sem(returns: list[float]) -> tuple[float, float]:
     return mean(returns), (stdev(returns) / len(returns) ** 0.5 if len(returns) > 1 else 0.0)
+
+
+def paired_difference(a: list[float], b: list[float]) -> tuple[float, float]:
+    """Mean and SE of a - b over matched episodes (same seeds): what both episodes share (the network drawn at the
+    start, red's first moves) cancels, so the SE is smaller than that of the difference of two independent means."""
+    return mean_and_sem([x - y for x, y in zip(a, b, strict=True)])
 
 
 def evaluate(submission: Path, episodes: int, seed: int | None, backend: str, out: Path) -> dict:
@@ -100,12 +138,12 @@ def evaluate(submission: Path, episodes: int, seed: int | None, backend: str, ou
     agents, config = load_agents(submission)
     start = datetime.now()
     mode = "greedy" if config["greedy"] else "sample"
-    returns, phase_sums = play(agents, make_backend(backend, seed=seed), episodes, f"evaluating on {backend}")
+    returns, phase_sums, mixes = play(agents, backend, episodes, seed, f"evaluating on {backend}")
     end = datetime.now()
     other = "sample" if mode == "greedy" else "greedy"
     for agent in agents.values():
         agent.greedy = other == "greedy"
-    other_returns, _ = play(agents, make_backend(backend, seed=seed), episodes, f"same seeds, {other} actions")
+    other_returns = play(agents, backend, episodes, seed, f"same seeds, {other} actions").returns
 
     info = config["submission"]
     summary = {
@@ -118,11 +156,14 @@ def evaluate(submission: Path, episodes: int, seed: int | None, backend: str, ou
     modes = {mode: returns, other: other_returns}
     out.mkdir(parents=True, exist_ok=True)
     (out / "summary.json").write_text(json.dumps(summary))
-    (out / "episodes.json").write_text(json.dumps({"returns": returns, "phase_sums": phase_sums, "modes": modes}))
+    (out / "episodes.json").write_text(
+        json.dumps({"returns": returns, "phase_sums": phase_sums, "command_mixes": mixes, "modes": modes})
+    )
     title = f"{info['name']} on {backend}: {mean(returns):.0f} ± {summary['reward']['stdev']:.0f} ({episodes} episodes)"
     plot_evaluation(returns, phase_sums, title, out / "returns.png")
     for name, scores in modes.items():
         average, sem = mean_and_sem(scores)
         print(f"{name}: {average:.0f} ± {sem:.0f} (mean ± SEM){' (as exported)' * (name == mode)}")
+    print(f"decisions by command ({mode}): {command_mix_line(mean_command_mix(mixes))}")
     print(f"{title}\nwritten to {out}: summary.json, episodes.json, returns.png")
     return summary

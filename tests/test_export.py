@@ -219,7 +219,7 @@ def test_cyborg_evaluation_scores_an_exported_smoke_checkpoint(tmp_path):
     assert summary["submission"]["author"] == "cage-sf"
 
 
-def test_evaluate_writes_official_summary_returns_and_plot(trained_run, tmp_path):
+def test_evaluate_writes_official_summary_returns_and_plot(trained_run, tmp_path, capsys):
     from cage_sf.evaluate import evaluate
 
     run, _ = trained_run
@@ -233,6 +233,8 @@ def test_evaluate_writes_official_summary_returns_and_plot(trained_run, tmp_path
     assert episodes["returns"] == pytest.approx([sum(p) for p in episodes["phase_sums"]])
     assert episodes["modes"]["greedy"] == episodes["returns"] and len(episodes["modes"]["sample"]) == 3
     assert (tmp_path / "eval" / "returns.png").read_bytes()[:4] == b"\x89PNG"
+    assert [sum(mix.values()) for mix in episodes["command_mixes"]] == pytest.approx([1.0] * 3)
+    assert "decisions by command (greedy): Analyse " in capsys.readouterr().out
 
 
 def test_evaluate_refuses_corrupted_weights_and_non_submissions(trained_run, tmp_path):

@@ -14,7 +14,7 @@ import pytest
 from cage_sf import cc4
 from cage_sf.benchmark import Group, cyborg_plan, pooled, read_cyborg_output
 from cage_sf.errors import UsageError
-from cage_sf.evaluate import evaluation_episode, mean_and_sem
+from cage_sf.evaluate import evaluation_episode, mean_and_sem, paired_difference
 from cage_sf.policies import load_policy
 from cage_sf.scripted_submission import ScriptedAgent, scripted_agents, write_submission
 from cage_sf.sim import make_cc4
@@ -153,6 +153,54 @@ def test_scripted_defender_through_cyborgs_evaluation_is_pooled_and_cached(tmp_p
     assert summary["parameters"] == {"seed": 1, "episode_length": 500, "max_episodes": 2}
     again, cached = scripted_cyborg("restore-decoy", plan, 2, tmp_path / "elsewhere", cache_dir=tmp_path / "cache")
     assert cached and again == result and not (tmp_path / "elsewhere").exists()
+
+
+# ---- paired comparisons and the command mix --------------------------------------------------------------------
+
+
+def test_paired_difference_is_the_mean_and_sem_of_the_per_episode_differences():
+    learned, scripted = [-150.0, -170.0, -160.0, -200.0], [-160.0, -170.0, -180.0, -190.0]  # differences 10 0 20 -10
+    difference, se = paired_difference(learned, scripted)
+    assert difference == 5.0
+    assert se == pytest.approx(math.sqrt((5**2 + 5**2 + 15**2 + 15**2) / 3) / 2)  # stdev of the differences / sqrt(4)
+    with pytest.raises(ValueError):
+        paired_difference(learned, scripted[:3])  # unmatched episodes
+
+
+class Recording(ScriptedAgent):
+    """A scripted agent logging each step's action, whether the backend had it busy, and each episode's first
+    observation and action mask (the mask says which hosts the network has)."""
+
+    log: list[tuple[str, int, bool]] = []
+    starts: list[np.ndarray] = []
+
+    def get_action(self, observation, action_space=None) -> int:
+        action = super().get_action(observation, action_space)
+        if self.env.step_count == 0 and self.name == cc4.AGENTS[4]:
+            Recording.starts.append(np.concatenate([observation, self.env.action_mask(self.name)]))
+        Recording.log.append((self.name, action, self.name in self.env.busy_agents()))
+        return action
+
+
+def test_play_reports_each_commands_share_of_the_decisions_and_meets_the_same_episodes_on_a_seed():
+    from cage_sf.evaluate import play
+
+    starts, mixes = {}, {}
+    for policy in ("restore-decoy", "sleep"):
+        Recording.log, Recording.starts = [], []
+        played = play({a: Recording(a, policy) for a in cc4.AGENTS}, "sim", episodes=2, seed=7)
+        starts[policy], mixes[policy] = Recording.starts, played.command_mixes
+        steps = len(Recording.log) // 2  # the log of each episode in turn
+        for episode, mix in zip((Recording.log[:steps], Recording.log[steps:]), played.command_mixes, strict=True):
+            decisions = [cc4.action_commands(cc4.agent_type(a))[i] for a, i, busy in episode if not busy]
+            assert len(decisions) < len(episode) or policy == "sleep"  # busy agents' actions are no decisions
+            assert mix == pytest.approx({c: decisions.count(c) / len(decisions) for c in cc4.COMMANDS})
+            assert sum(mix.values()) == pytest.approx(1.0)
+    assert mixes["sleep"] == [{c: float(c == "Sleep") for c in cc4.COMMANDS}] * 2
+    assert mixes["restore-decoy"][0]["DeployDecoy"] > 0 and mixes["restore-decoy"][0]["Restore"] > 0
+    for a, b in zip(starts["restore-decoy"], starts["sleep"], strict=True):  # episode k: seed 7 + k for both
+        assert np.array_equal(a, b)
+    assert not np.array_equal(*starts["sleep"])
 
 
 # ---- argument validation -------------------------------------------------------------------------------------

@@ -118,7 +118,7 @@ def test_the_pretrained_submission_defends_far_better_than_scripted_restore_deco
     our simulator through evaluation.py's loop, three episodes each on the same seed."""
     torch.manual_seed(0)
     agents, _ = load_agents(PRETRAINED)
-    returns, phase_sums = play(agents, make_backend("sim", seed=3), episodes=3)
+    returns, phase_sums, _ = play(agents, "sim", episodes=3, seed=3)
     scripted = scripted_sim_returns("restore-decoy", episodes=3, seed=3)
     assert mean(returns) > mean(scripted) + 1000, (returns, scripted)
     assert returns == pytest.approx([sum(p) for p in phase_sums])
