@@ -94,7 +94,10 @@ def _parser() -> argparse.ArgumentParser:
         help="greedy or sampled actions; auto = whichever scores better on the simulator",
     )
     exporter.add_argument(
-        "--select-episodes", type=_count, default=30, help="simulator episodes per candidate when choosing (auto)"
+        "--select-episodes",
+        type=_count,
+        default=200,
+        help="simulator episodes per candidate when choosing (auto); every candidate plays the same ones",
     )
     exporter.add_argument("--train_dir", default="runs")
     exporter.add_argument("--name", default="cage-sf")

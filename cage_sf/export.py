@@ -7,6 +7,7 @@ The submission holds `submission.py`, `cc4_agent.py`, `cc4_memory.py` and `cc4_n
 
 from __future__ import annotations
 
+import itertools
 import json
 import multiprocessing
 import os
@@ -14,7 +15,9 @@ import shutil
 import zipfile
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
+from statistics import mean
 
+import numpy as np
 import torch
 from safetensors.torch import save_file
 
@@ -51,37 +54,82 @@ def actor_tensors(checkpoint: Path, config: dict) -> dict[str, torch.Tensor]:
 MODES = ("greedy", "sample")
 
 
-def _sim_returns(tensors: dict, config: dict, greedy: bool, episodes: int, seed: int) -> list[float]:
-    """Returns of one checkpoint's actors, played as the exported agents play, on simulator episodes."""
-    from cage_sf.evaluate import play
-    from cage_sf.submission_template.cc4_agent import CC4Agent, CC4Policy
+def _sim_returns(tensors: dict, config: dict, greedy: bool, episodes: int, seed: int, host_memory: bool) -> list[float]:
+    """Returns of one checkpoint's actors on simulator episodes k = 0, 1, ... on a backend seeded seed + k: the same
+    episodes for every candidate (and those `cage-sf evaluate --seed=seed` plays). They are played side by side
+    through the adapter, which keeps the memory and the masks the exported agents keep, with one forward pass a
+    step for all their agents (about 6x faster than `cage_sf.evaluate.play`, agent by agent)."""
+    from cage_sf.adapter import AGENTS_PER_ENV, FEATURES, CC4VectorEnv
+    from cage_sf.submission_template.cc4_agent import CC4Policy
 
     torch.set_num_threads(1)
-    policy = CC4Policy(config, tensors)
-    agents = {agent: CC4Agent(agent, policy, greedy) for agent in cc4.AGENTS}
-    return play(agents, make_backend("sim", seed=seed), episodes)[0]
+    actors = CC4Policy(config, tensors).actors
+    seeds = itertools.count(seed)
+    env = CC4VectorEnv(
+        lambda: make_backend("sim", seed=next(seeds)), episodes, 60.0, host_memory, messages=config["messages"]
+    )
+    obs, _ = env.reset()
+    kinds = np.tile([cc4.agent_type(a) for a in cc4.AGENTS], episodes)
+    returns: dict[int, float] = {}
+    while len(returns) < episodes:
+        actions = np.zeros((len(kinds), 1 + config["messages"] * cc4.MESSAGE_LENGTH), np.int64)
+        for kind in (cc4.SMALL, cc4.LARGE):
+            rows, n = kinds == kind, cc4.NUM_ACTIONS[kind]
+            valid = torch.from_numpy(obs["valid_actions"][rows, :n])
+            with torch.no_grad():
+                out = actors.logits(torch.from_numpy(obs["obs"][rows, : FEATURES[kind]]), valid, kind)
+            logits = out[:, :n].masked_fill(valid < 0.5, config["masked_logit"])
+            actions[rows, 0] = _choose(logits, greedy)
+            if config["messages"]:  # the bits each agent sends, chosen every step as CC4Agent chooses them
+                actions[rows, 1:] = _choose(out[:, n:].view(len(out), -1, 2), greedy)
+        obs, _, _, _, infos = env.step(actions if config["messages"] else actions[:, 0])
+        for k, info in enumerate(infos[::AGENTS_PER_ENV]):
+            if "episode_extra_stats" in info and k not in returns:
+                if info["true_objective"] is None:
+                    raise RuntimeError(f"simulator episode {k} failed while scoring a checkpoint (see the log)")
+                returns[k] = info["true_objective"]
+    return [returns[k] for k in range(episodes)]
 
 
-def select(candidates: dict[Path, dict], modes: list[str], config: dict, episodes: int, seed: int) -> list[dict]:
-    """Score every (checkpoint -> its actor tensors, action mode) on the same simulator episodes, best first:
-    SF's best checkpoint is the maximum of noisy 100-episode training windows (a winner's curse), and whether
-    greedy or sampled actions play better depends on the policy."""
-    from cage_sf.evaluate import mean_and_sem
+def _choose(logits: torch.Tensor, greedy: bool) -> np.ndarray:
+    """The likeliest or a sampled choice along the last axis."""
+    if greedy:
+        return logits.argmax(dim=-1).numpy()
+    return torch.distributions.Categorical(logits=logits).sample().numpy()
 
-    rows = []
+
+def select(
+    candidates: dict[Path, dict], modes: list[str], config: dict, episodes: int, seed: int, host_memory: bool = True
+) -> list[dict]:
+    """Score every (checkpoint -> its actor tensors, action mode) on the same simulator episodes, best first, each
+    with its paired difference to the best (mean and SE over the episodes): SF's best checkpoint is the maximum of
+    noisy 100-episode training windows (a winner's curse), and whether greedy or sampled actions play better
+    depends on the policy. Matched episodes make the differences between candidates far less noisy than their
+    means."""
+    from cage_sf.evaluate import mean_and_sem, paired_difference
+
+    scored = {}
+    jobs = [(checkpoint, mode) for checkpoint in candidates for mode in modes]
     context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(min(len(candidates) * len(modes), os.cpu_count() or 1), mp_context=context) as pool:
+    with ProcessPoolExecutor(min(len(jobs), os.cpu_count() or 1), mp_context=context) as pool:
         futures = {
-            pool.submit(_sim_returns, tensors, config, mode == "greedy", episodes, seed): (checkpoint, mode)
-            for checkpoint, tensors in candidates.items()
-            for mode in modes
+            pool.submit(_sim_returns, candidates[job[0]], config, job[1] == "greedy", episodes, seed, host_memory): job
+            for job in jobs
         }
         for future in as_completed(futures):
-            checkpoint, mode = futures[future]
-            average, sem = mean_and_sem(future.result())
-            rows.append({"checkpoint": checkpoint.name, "mode": mode, "mean": average, "sem": sem})
-            print(f"  {checkpoint.name} {mode}: {average:.0f} ± {sem:.0f} ({episodes} simulator episodes)", flush=True)
-    return sorted(rows, key=lambda row: -row["mean"])
+            scored[futures[future]] = future.result()
+            print(f"  scored {len(scored)}/{len(jobs)}", flush=True)
+    ranked = sorted(scored, key=lambda job: -mean(scored[job]))
+    best = scored[ranked[0]]
+    rows = []
+    for rank, (checkpoint, mode) in enumerate(ranked):
+        returns = scored[checkpoint, mode]
+        (average, sem), (difference, se) = mean_and_sem(returns), paired_difference(returns, best)
+        rows.append({"checkpoint": checkpoint.name, "mode": mode, "mean": average, "sem": sem,
+                     "difference": difference, "difference_se": se})  # fmt: skip
+        versus = "the best" if rank == 0 else f"{difference:+.1f} ± {se:.1f} (paired, vs the best)"
+        print(f"  {checkpoint.name} {mode}: {average:.1f} ± {sem:.1f}, {versus}", flush=True)
+    return rows
 
 
 def candidate_checkpoints(run: Path) -> list[Path]:
@@ -95,10 +143,11 @@ def candidate_checkpoints(run: Path) -> list[Path]:
 
 def export(experiment: str, out: Path, *, train_dir: str = "runs", checkpoint: str = "auto", mode: str = "auto",
            name: str = "cage-sf", team: str = "cage-sf", technique: str = "APPO + V-trace (Sample Factory)",
-           select_episodes: int = 30, select_seed: int = 1_000_000, as_zip: bool = False,
+           select_episodes: int = 200, select_seed: int = 1_000_000, as_zip: bool = False,
            force: bool = False) -> Path:  # fmt: skip
     """`checkpoint` best, latest, a path or auto; `mode` greedy, sample or auto: each `auto` is decided by
-    `select` on `select_episodes` simulator episodes (seeds apart from `cage-sf evaluate`'s usual ones)."""
+    `select` on the same `select_episodes` simulator episodes for every candidate (seeds select_seed + k, apart
+    from `cage-sf evaluate`'s usual ones)."""
     if mode not in (*MODES, "auto"):
         raise UsageError(f"unknown mode {mode!r}; choose greedy, sample or auto")
     if select_episodes < 1:
@@ -113,8 +162,11 @@ def export(experiment: str, out: Path, *, train_dir: str = "runs", checkpoint: s
     modes = list(MODES) if mode == "auto" else [mode]
     selection = None
     if len(candidates) * len(modes) > 1:
-        print(f"choosing among {len(candidates)} checkpoint(s) x {len(modes)} action mode(s) on the simulator:")
-        selection = select(candidates, modes, config, select_episodes, select_seed)
+        print(
+            f"choosing among {len(candidates)} checkpoint(s) x {len(modes)} action mode(s) on the same "
+            f"{select_episodes} simulator episodes (mean ± SEM, paired difference to the best ± SE):"
+        )
+        selection = select(candidates, modes, config, select_episodes, select_seed, cfg.get("host_memory", True))
         source = next(path for path in paths if path.name == selection[0]["checkpoint"])
         mode = selection[0]["mode"]
     else:

@@ -160,6 +160,23 @@ def test_export_chooses_checkpoint_and_action_mode_by_simulator_score(trained_ru
     assert config["source"]["checkpoint"] == rows[0]["checkpoint"] and config["greedy"] == (rows[0]["mode"] == "greedy")
 
 
+def test_selection_plays_every_candidate_on_the_episodes_evaluate_plays_on_that_seed(trained_run):
+    """Two copies of one checkpoint score the same on every episode (paired difference 0 ± 0): every candidate
+    meets the same seeds. The side-by-side scoring plays what the exported agents play, episode by episode."""
+    from cage_sf.evaluate import play
+    from cage_sf.export import _sim_returns, actor_tensors, select
+    from cage_sf.submission_template.cc4_agent import CC4Agent, CC4Policy
+
+    run, _ = trained_run
+    config = model_config(json.loads((run / "config.json").read_text()))
+    tensors = actor_tensors(run / "checkpoint_p0" / "checkpoint_000000001_10.pth", config)
+    rows = select({Path("a.pth"): tensors, Path("b.pth"): tensors}, ["greedy"], config, episodes=2, seed=5)
+    assert [(r["difference"], r["difference_se"]) for r in rows] == [(0.0, 0.0)] * 2
+    assert rows[0]["mean"] == rows[1]["mean"] and rows[0]["sem"] > 0  # the two episodes differ
+    agents = {a: CC4Agent(a, CC4Policy(config, tensors), greedy=True) for a in cc4.AGENTS}
+    assert _sim_returns(tensors, config, True, 2, 5, host_memory=True) == play(agents, "sim", 2, seed=5).returns
+
+
 def test_zip_layout_loads_with_zipimport(trained_run, tmp_path, monkeypatch):
     run, _ = trained_run
     archive = export(str(run), tmp_path / "z", checkpoint="latest", mode="greedy", as_zip=True)
