@@ -203,3 +203,34 @@ def scripted_sim_returns(policy: str, episodes: int, seed: int = 0) -> list[floa
     for _ in tqdm(range(episodes), desc=f"sim: {policy}", unit="episode", file=sys.stderr):
         returns.append(sum(reward for _, _, reward in evaluation_episode(env, choose) if reward is not None))
     return returns
+
+
+def policy_sim_returns(policy: str, episodes: int, seed: int = 0) -> list[float]:
+    """A policy of `cage_sf.policies` deciding all five agents at once on our simulator, with the true state for one
+    that reads it (the oracle, which cannot be a submission), in the loop of CybORG's evaluation.py. Episode k is
+    seeded `seed + k`, so every policy meets the same networks."""
+    import numpy as np
+
+    from cage_sf.backends import make_backend
+    from cage_sf.policies import load_policy
+
+    new_policy, rng = load_policy(policy), np.random.default_rng(seed)
+    episodes_ = tqdm(range(episodes), desc=f"sim: {policy}", unit="episode", file=sys.stderr)
+    return [_sim_return(new_policy(), make_backend("sim", seed=seed + k), rng) for k in episodes_]
+
+
+def _sim_return(act, env, rng) -> float:
+    """One episode's return, counted as evaluation.py counts it."""
+    from cage_sf import cc4
+    from cage_sf.evaluate import evaluation_episode
+    from cage_sf.policies import true_state
+
+    masks: dict = {}
+
+    def choose(observations: dict) -> dict[str, int]:
+        if env.step_count == 0:  # this episode's masks, drawn at reset
+            masks.update({agent: env.action_mask(agent) for agent in cc4.AGENTS})
+        analysis = {agent: env.analysis(agent) for agent in cc4.AGENTS}
+        return act(observations, masks, rng, analysis, **true_state(act, env))
+
+    return sum(reward for _, _, reward in evaluation_episode(env, choose) if reward is not None)

@@ -15,7 +15,13 @@ they would in the joint call (a CybORG submission asks each agent separately: `c
   restore-decoy  reactive: decoys on every server first, then Restore any host whose process flag is up
   analyse-restore  Restore a host whose process flag is up or whose Analyse found red's files, otherwise
                  Analyse the agent's hosts in turn
+  oracle         sees the true state (our simulator's `privileged_state`): Remove or Restore wherever red is,
+                 otherwise keep a decoy on every host; a ceiling for the others, and a privileged teacher
   module:function  your own policy function, or a class whose instances are policies
+
+A policy with `needs_state = True` (the oracle) also takes `state=backend.privileged_state()` every step: the
+loops that play policies on a backend pass it through `true_state`. CybORG has no such state, so these policies
+run on our simulator only and are never a CybORG submission (`cage_sf/scripted_submission.py` refuses them).
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ import numpy as np
 
 from cage_sf import cc4
 from cage_sf.errors import UsageError
+from cage_sf.sim.topology import BLUE_SUBNETS, NUM_SUBNETS
 
 Policy = Callable[
     [dict[str, np.ndarray], dict[str, np.ndarray], np.random.Generator, dict[str, np.ndarray]], dict[str, int]
@@ -138,6 +145,65 @@ class AnalyseRestore(ReactiveDefender):
         return analyse + slot
 
 
+class Oracle(ReactiveDefender):
+    """Sees where red is and at what privilege (`CC4Sim.privileged_state`) and rids the agent's hosts of it, root
+    before user, servers before users (an agent's zones weigh alike in every phase: only blue_agent_4 has several,
+    and HQ's three cost the same): Remove a user shell that a process flag betrayed (Remove knows only those PIDs,
+    and it is free), Restore anything else (root, phishing footholds, a shell Remove missed). Otherwise it keeps a
+    decoy on every host, which fails some exploits (on 200 simulator episodes a little better than sleeping,
+    within noise)."""
+
+    needs_state = True
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._flagged = {agent: np.zeros(cc4.HOST_SLOTS[kind], bool) for agent, kind in _KIND.items()}
+        self._removed = {agent: np.zeros(cc4.HOST_SLOTS[kind], bool) for agent, kind in _KIND.items()}
+        self._slots = {agent: np.zeros((cc4.HOST_SLOTS[kind], 3), np.float32) for agent, kind in _KIND.items()}
+
+    def __call__(
+        self, obs: dict[str, np.ndarray], masks: dict[str, np.ndarray], rng, analysis=None, state=None
+    ) -> dict[str, int]:
+        if state is None:
+            raise UsageError(
+                "policy 'oracle' reads the true state (privileged_state), which only our simulator gives: "
+                "it cannot play on CybORG or as a submission"
+            )
+        per_slot = np.asarray(state)[: NUM_SUBNETS * cc4.SLOTS_PER_SUBNET * 3].reshape(NUM_SUBNETS, -1, 3)
+        for agent, vector in obs.items():
+            self._slots[agent] = np.concatenate([per_slot[s] for s in BLUE_SUBNETS[cc4.AGENTS.index(agent)]])
+            held = self._slots[agent][:, 0] > 0  # flags seen while busy count too; marks end when red has gone
+            self._flagged[agent] = (self._flagged[agent] | process_flags(vector, _KIND[agent]).astype(bool)) & held
+            self._removed[agent] &= held
+        return super().__call__(obs, masks, rng, analysis)
+
+    def choose(self, agent: str, kind: int, flagged: np.ndarray, mask: np.ndarray) -> int:
+        privilege, decoys = self._slots[agent][:, 0], self._slots[agent][:, 1]
+        held = np.flatnonzero(privilege > 0)
+        if len(held):
+            slot = int(max(held, key=lambda s: (privilege[s], s % cc4.SLOTS_PER_SUBNET < cc4.SERVER_SLOTS, -s)))
+            if privilege[slot] < 1 and self._flagged[agent][slot] and not self._removed[agent][slot]:
+                self._removed[agent][slot] = True
+                return cc4.action_index(kind, "Remove", slot)
+            return cc4.action_index(kind, "Restore", slot)
+        decoy = cc4.action_index(kind, "DeployDecoy")
+        bare = np.flatnonzero(mask[decoy : decoy + cc4.HOST_SLOTS[kind]] & (decoys == 0))
+        return decoy + int(bare[0]) if len(bare) else _SLEEP[agent]
+
+
+def true_state(policy: Policy, env) -> dict[str, np.ndarray]:
+    """The keyword arguments of a policy's call beyond the blue view: the backend's true state for a policy that
+    reads it (`needs_state`), nothing for the others. UsageError on a backend without one (CybORG)."""
+    if not getattr(policy, "needs_state", False):
+        return {}
+    if not hasattr(env, "privileged_state"):
+        raise UsageError(
+            f"{type(policy).__name__} reads the true state (privileged_state), which only our simulator gives "
+            f"(--backend=sim), not {type(env).__name__}"
+        )
+    return {"state": env.privileged_state()}
+
+
 BUILTIN: dict[str, Callable[[], Policy]] = {
     "sleep": lambda: sleep,
     "random": lambda: random_any,
@@ -145,6 +211,7 @@ BUILTIN: dict[str, Callable[[], Policy]] = {
     "remove-restore": RemoveRestore,
     "restore-decoy": RestoreDecoy,
     "analyse-restore": AnalyseRestore,
+    "oracle": Oracle,
 }
 
 

@@ -14,12 +14,14 @@ runs where cage_sf is installed (the benchmark's machine), not as a self-contain
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
 from cage_sf import cc4
-from cage_sf.policies import load_policy
+from cage_sf.errors import UsageError
+from cage_sf.policies import Policy, load_policy
 from cage_sf.submission_template.cc4_agent import analysis, episode_step
 
 SUBMISSION_PY = '''"""cage-sf's scripted defender {policy!r} (cage_sf/policies.py) as a CAGE Challenge 4 submission.
@@ -50,6 +52,18 @@ class Submission:
 '''
 
 
+def blue_view_policy(policy: str) -> Callable[[], Policy]:
+    """The policy's factory, refused (UsageError) for one that reads the simulator's true state (the oracle): CybORG's
+    blue agents see only their observations."""
+    factory = load_policy(policy)
+    if getattr(factory(), "needs_state", False):
+        raise UsageError(
+            f"policy {policy!r} reads our simulator's true state, which CybORG's blue agents cannot see: "
+            "it cannot be a submission"
+        )
+    return factory
+
+
 class ScriptedAgent:
     """One blue agent playing its share of a scripted policy. `attach(env)` gives it the wrapper whose action
     mask and step counter it reads (cage-sf backends or CybORG's `EnterpriseMAE`)."""
@@ -57,7 +71,7 @@ class ScriptedAgent:
     def __init__(self, name: str, policy: str, seed: int | None = None):
         self.name = name
         self.policy = policy
-        self._factory = load_policy(policy)
+        self._factory = blue_view_policy(policy)
         self._rng = np.random.default_rng(seed)
         self._act = None
         self.env = None
@@ -89,8 +103,8 @@ def scripted_agents(policy: str, seed: int | None = None) -> dict[str, ScriptedA
 
 
 def write_submission(directory: Path, policy: str) -> Path:
-    """Write `directory/submission.py` for CybORG's evaluation.py; checks the policy name first."""
-    load_policy(policy)
+    """Write `directory/submission.py` for CybORG's evaluation.py; checks the policy first."""
+    blue_view_policy(policy)
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "submission.py").write_text(SUBMISSION_PY.format(policy=policy))
     return directory

@@ -1,10 +1,15 @@
 import numpy as np
 import pytest
 
-from cage_sf import cc4
+from cage_sf import cc4, policies
 from cage_sf.backends import make_backend
+from cage_sf.benchmark import policy_sim_returns
 from cage_sf.errors import UsageError
+from cage_sf.evaluate import mean_and_sem
 from cage_sf.policies import load_policy
+from cage_sf.scripted_submission import scripted_agents, write_submission
+from cage_sf.sim.env import PRIVILEGED_STATE_SIZE
+from cage_sf.sim.topology import ADM, NUM_SUBNETS, PAZ, RZA
 
 SLEEP = {a: cc4.sleep_action(cc4.agent_type(a)) for a in cc4.AGENTS}
 
@@ -91,3 +96,68 @@ def test_analyse_restore_analyses_in_turn_and_restores_what_it_found_or_saw_flag
 def test_a_policy_with_the_wrong_arguments_is_refused():
     with pytest.raises(UsageError, match=r"must take \(observations, masks, rng, analysis\)"):
         load_policy("cage_sf.policies:process_flags")
+
+
+# ---- the oracle: a defender that sees the true state -----------------------------------------------------------
+
+
+def true_state(held: dict[tuple[int, int], float], decoys: bool = True) -> np.ndarray:
+    """A `CC4Sim.privileged_state` with red's privilege at (subnet, slot) and, with `decoys`, a decoy on every slot."""
+    per_slot = np.zeros((NUM_SUBNETS, cc4.SLOTS_PER_SUBNET, 3), np.float32)
+    per_slot[..., 1] = decoys
+    for (subnet, slot), privilege in held.items():
+        per_slot[subnet, slot, 0] = privilege
+    return np.concatenate([per_slot.ravel(), np.zeros(PRIVILEGED_STATE_SIZE - per_slot.size, np.float32)])
+
+
+def test_the_oracle_restores_root_first_removes_a_flagged_shell_and_decoys_bare_hosts(episode_start):
+    _, masks = episode_start
+    act, small, large = load_policy("oracle")(), cc4.SMALL, cc4.LARGE
+    first = act(quiet_obs(), masks, None, None, state=true_state({}, decoys=False))
+    assert first == {a: cc4.action_index(cc4.agent_type(a), "DeployDecoy", 0) for a in cc4.AGENTS}  # server_host_0
+    assert act(quiet_obs(), masks, None, None, state=true_state({})) == SLEEP  # DeployDecoy takes 2 steps
+    # blue_agent_0 (RZA): root on slot 9, an exploit's shell (flagged) on slot 3; blue_agent_4: users on ADM
+    # user_host_1 (slot 7) and PAZ server_host_2 (slot 34)
+    held = {(RZA, 9): 1.0, (RZA, 3): 0.5, (ADM, 7): 0.5, (PAZ, 2): 0.5}
+    chosen = act(quiet_obs({"blue_agent_0": 3}), masks, None, None, state=true_state(held))
+    assert chosen["blue_agent_0"] == cc4.action_index(small, "Restore", 9)  # root before user
+    assert chosen["blue_agent_4"] == cc4.action_index(large, "Restore", 34)  # servers before users; unflagged
+    del held[RZA, 9]
+    for _ in range(4):  # Restore takes 5 steps
+        assert act(quiet_obs(), masks, None, None, state=true_state(held))["blue_agent_0"] == SLEEP["blue_agent_0"]
+    assert act(quiet_obs(), masks, None, None, state=true_state(held))["blue_agent_0"] == cc4.action_index(
+        small, "Remove", 3
+    )  # the flag came while it was busy: Remove knows that shell's PID
+    for _ in range(2):  # Remove takes 3 steps
+        act(quiet_obs(), masks, None, None, state=true_state(held))
+    after = act(quiet_obs(), masks, None, None, state=true_state(held))  # red is still there: Remove missed it
+    assert after["blue_agent_0"] == cc4.action_index(small, "Restore", 3)
+    assert after["blue_agent_1"] == SLEEP["blue_agent_1"]  # nothing to clean, every host decoyed
+
+
+def test_the_oracle_beats_analyse_restore_on_the_simulator_by_several_sem():
+    """The ceiling is worth its name: on 16 paired simulator episodes the oracle is 39 ± 9 better (on 200 it
+    scores -141.5 ± 2.3 against analyse-restore's -173.1 ± 2.9; most of what remains is CON's Impacts, where
+    no blue agent acts, and the Restores' cost)."""
+    oracle = np.array(policy_sim_returns("oracle", 16, seed=0))
+    scripted = np.array(policy_sim_returns("analyse-restore", 16, seed=0))
+    gain, sem = mean_and_sem(list(oracle - scripted))
+    assert gain > 3 * sem > 0, (gain, sem)
+
+
+def test_the_oracle_refuses_a_backend_without_the_true_state():
+    oracle = load_policy("oracle")()
+    with pytest.raises(UsageError, match=r"only our simulator gives \(--backend=sim\), not SyntheticBackend"):
+        policies.true_state(oracle, make_backend("synthetic", seed=0))
+    with pytest.raises(UsageError, match="reads the true state") as refused:
+        oracle(quiet_obs(), {}, None, None)  # a loop that passes no state, as on CybORG
+    assert "\n" not in str(refused.value)
+    assert policies.true_state(load_policy("analyse-restore")(), make_backend("synthetic", seed=0)) == {}
+
+
+def test_the_oracle_is_never_a_cyborg_submission(tmp_path):
+    with pytest.raises(UsageError, match="CybORG's blue agents cannot see: it cannot be a submission"):
+        write_submission(tmp_path / "oracle", "oracle")
+    with pytest.raises(UsageError, match="cannot be a submission"):
+        scripted_agents("oracle")
+    assert not (tmp_path / "oracle").exists()
