@@ -23,7 +23,7 @@ from cage_sf import cc4
 from cage_sf.adapter import NUM_ACTIONS, CC4VectorEnv, action_space, observation_space
 from cage_sf.backends import make_backend
 from cage_sf.losses import anchor_path
-from cage_sf.policies import BUILTIN, Policy, load_policy
+from cage_sf.policies import BUILTIN, Policy, load_policy, true_state
 from cage_sf.submission_template.cc4_agent import one_thread
 
 NUM_ENVS = 8  # simulator episodes played side by side while recording
@@ -85,7 +85,7 @@ class _Teacher:
 
     def choose(self) -> list[int]:
         analysis = {a: self._backend.analysis(a) for a in cc4.AGENTS}
-        actions = self._policy(self._obs, self._masks, self._rng, analysis)
+        actions = self._policy(self._obs, self._masks, self._rng, analysis, **true_state(self._policy, self._backend))
         return [actions[a] for a in cc4.AGENTS]
 
     def __getattr__(self, name: str):

@@ -161,3 +161,15 @@ def test_the_oracle_is_never_a_cyborg_submission(tmp_path):
     with pytest.raises(UsageError, match="cannot be a submission"):
         scripted_agents("oracle")
     assert not (tmp_path / "oracle").exists()
+
+
+def test_the_oracle_teaches_through_imitation_on_the_simulator():
+    """`--imitate=oracle`: the teacher gets the true state, the students' inputs stay the blue view."""
+    from cage_sf.adapter import observation_space
+    from cage_sf.imitation import NUM_ENVS, demonstrate
+
+    demos = demonstrate("oracle", NUM_ENVS, gamma=0.99, reward_scale=0.02, steps=60)
+    small = demos.actions[demos.free & (demos.inputs["agent_type"][:, 0] == cc4.SMALL)]
+    commands = {cc4.action_commands(cc4.SMALL)[a] for a in small.tolist()}
+    assert {"Restore", "DeployDecoy"} <= commands
+    assert set(demos.inputs) == set(observation_space().spaces)  # no "state" without --privileged_critic
