@@ -8,7 +8,9 @@ CybORG with CybORG's own evaluation.py, next to the best scripted defender.
 1. train   `./train.sh PRESET --backend=sim` into TRAIN_DIR/EXPERIMENT for --minutes of training time (the
            preset's step limit lifted) or until --env_steps env steps (5 agent steps each); its output streams
 2. export  `cage-sf export` (default checkpoint and mode) to TRAIN_DIR/EXPERIMENT-submission
-3. sim     `cage-sf evaluate --backend=sim` on --episodes episodes (seed --eval_seed)
+3. sim     `cage-sf evaluate --backend=sim` on --episodes episodes (seed --eval_seed), then beside it, on as many
+           simulator episodes (seeds eval_seed + k), the scripted defender --scripted and the oracle, which sees
+           the true state (cage_sf/policies.py): the ceiling that tells how far each defender is from the best
 4. CybORG  when CybORG is importable: `python -m CybORG.Evaluation.evaluation` on --cyborg_episodes episodes,
            split into processes of about --cyborg_chunk episodes with seeds eval_seed, eval_seed+1, ...,
            --workers at a time; every episode's return is read back and pooled into a mean and SEM
@@ -204,6 +206,15 @@ def evaluate_sim(args: argparse.Namespace, submission: Path, out: Path) -> list[
     return json.loads((out / "episodes.json").read_text())["returns"]
 
 
+def evaluate_policy_sim(args: argparse.Namespace, policy: str) -> dict:
+    """A policy of cage_sf/policies.py (the scripted defender, the oracle) on the simulator, as many episodes."""
+    from cage_sf.benchmark import policy_sim_returns
+    from cage_sf.evaluate import mean_and_sem
+
+    print(f"== sim: {policy} on {args.episodes} episodes (seeds {args.eval_seed} + k)", flush=True)
+    return _stat(*mean_and_sem(policy_sim_returns(policy, args.episodes, args.eval_seed)), args.episodes)
+
+
 def exported_checkpoint(submission: Path) -> str | None:
     try:
         return json.loads((submission / "model.json").read_text())["source"]["checkpoint"]
@@ -231,6 +242,8 @@ def run_benchmark(args: argparse.Namespace, overrides: list[str]) -> dict:
     bench = run / "bench"
     sim = mean_and_sem(evaluate_sim(args, submission, bench / "sim"))
     sim_return = _stat(*sim, args.episodes)
+    scripted_sim = None if args.scripted == "none" else evaluate_policy_sim(args, args.scripted)
+    oracle_sim = evaluate_policy_sim(args, "oracle")
 
     cyborg_return = scripted_return = None
     if args.cyborg_episodes and not cyborg_available():
@@ -251,7 +264,7 @@ def run_benchmark(args: argparse.Namespace, overrides: list[str]) -> dict:
             print(f"== scripted {args.scripted} on CybORG: {'from the cache' if cached else 'measured and cached'}")
             scripted_return = {"policy": args.scripted, **_stat(result.mean, result.sem, result.episodes)}
 
-    references = {f"sim, {args.episodes} episodes": sim_return["mean"]}
+    references = {f"sim, {args.episodes} episodes": sim_return["mean"], "sim, oracle": oracle_sim["mean"]}
     if cyborg_return:
         references[f"CybORG, {cyborg_return['episodes']} episodes"] = cyborg_return["mean"]
     if scripted_return:
@@ -269,6 +282,8 @@ def run_benchmark(args: argparse.Namespace, overrides: list[str]) -> dict:
         "sim_return": sim_return,
         "cyborg_return": cyborg_return,
         "scripted_cyborg_return": scripted_return,
+        "scripted_sim_return": scripted_sim and {"policy": args.scripted, **scripted_sim},
+        "oracle_sim_return": oracle_sim,
         "transfer_gap": round(sim_return["mean"] - cyborg_return["mean"], 2) if cyborg_return else None,
         "run_dir": str(run),
         "submission": str(submission),
@@ -286,6 +301,9 @@ def print_summary(result: dict) -> None:
     print(f"trained        {result['env_steps']:,} env steps, {result['minutes']:.1f} min of training time")
     print(f"exported       {result['submission']} (checkpoint {result['checkpoint']})")
     print(f"simulator      {_line(result['sim_return'])}")
+    scripted_sim = result["scripted_sim_return"]
+    print(f"  scripted     {_line(scripted_sim)}{' ' + scripted_sim['policy'] if scripted_sim else ''}")
+    print(f"  oracle       {_line(result['oracle_sim_return'])} (sees the true state: the simulator's ceiling)")
     print(f"CybORG         {_line(result['cyborg_return'])}")
     print(f"transfer gap   {'-' if gap is None else f'{gap:+.1f}'} (simulator mean - CybORG mean)")
     print(f"scripted       {_line(scripted)}{' ' + scripted['policy'] + ' on CybORG' if scripted else ''}")

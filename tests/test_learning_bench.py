@@ -326,3 +326,32 @@ def test_two_panel_curves_against_env_steps_and_training_time(resumed_run, monke
     assert steps_lines[0] == [0, 200, 400, 600, 800, 1000]  # agent steps / 5
     assert time_lines[0] == pytest.approx([0, 1 / 6, 1 / 3, 2 / 3, 5 / 6, 1])
     assert len(steps_lines) == len(time_lines) == 2  # the curve and the reference line
+
+
+def test_the_benchmark_reports_the_scripted_defender_and_the_oracle_on_the_simulator(tmp_path, monkeypatch, capsys):
+    """Beside the trained policy's simulator return: the scripted reference and the oracle (the ceiling), on as
+    many simulator episodes, in result.json and in the summary."""
+    from cage_sf import plots
+
+    bench = load_bench()
+    monkeypatch.setattr(bench, "train", lambda args, overrides, run: None)
+    monkeypatch.setattr(bench, "export", lambda args: tmp_path / "submission")
+    monkeypatch.setattr(bench, "evaluate_sim", lambda args, submission, out: [-150.0, -170.0])
+    lines = {}
+    monkeypatch.setattr(
+        plots, "plot_learning_curves", lambda run, path, wall_clock, references: lines.update(references)
+    )
+    monkeypatch.setattr(plots, "read_series", lambda run, tag: plots.Series(*[np.zeros(0)] * 3))
+    args, overrides = bench.parse_args(
+        ["--preset=smoke", "--env_steps=100", "--episodes=2", "--cyborg_episodes=0", f"--train_dir={tmp_path}"]
+    )
+    (tmp_path / "learning-smoke" / "bench").mkdir(parents=True)
+    result = bench.run_benchmark(args, overrides)
+    scripted, oracle = result["scripted_sim_return"], result["oracle_sim_return"]
+    assert scripted["policy"] == "analyse-restore" and scripted["episodes"] == oracle["episodes"] == 2
+    assert oracle["mean"] > scripted["mean"] and lines["sim, oracle"] == oracle["mean"]
+    assert json.loads((tmp_path / "learning-smoke" / "bench" / "result.json").read_text()) == result
+    bench.print_summary(result)
+    out = capsys.readouterr().out
+    assert f"  scripted     {bench._line(scripted)} analyse-restore\n" in out
+    assert f"  oracle       {bench._line(oracle)} (sees the true state" in out
