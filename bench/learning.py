@@ -10,13 +10,17 @@ CybORG with CybORG's own evaluation.py, next to the best scripted defender.
 2. export  `cage-sf export` (default checkpoint and mode) to TRAIN_DIR/EXPERIMENT-submission
 3. sim     `cage-sf evaluate --backend=sim` on --episodes episodes (seed --eval_seed), then beside it, on as many
            simulator episodes (seeds eval_seed + k), the scripted defender --scripted and the oracle, which sees
-           the true state (cage_sf/policies.py): the ceiling that tells how far each defender is from the best
+           the true state (cage_sf/policies.py): the ceiling that tells how far each defender is from the best;
+           the trained policy's command mix (each command's share of its decisions) and its paired difference to
+           the scripted defender (episode by episode on the same seeds: mean and SE of trained - scripted)
 4. CybORG  when CybORG is importable: `python -m CybORG.Evaluation.evaluation` on --cyborg_episodes episodes,
            split into processes of about --cyborg_chunk episodes with seeds eval_seed, eval_seed+1, ...,
            --workers at a time; every episode's return is read back and pooled into a mean and SEM
 5. scripted  the scripted defender --scripted (restore-decoy: on 1,000 simulator episodes, seed 0, -1,744 ± 23 SEM;
            remove-restore -2,618 ± 27) through the same CybORG episodes and seeds, as a CybORG submission
-           (cage_sf/scripted_submission.py); cached in --cache_dir, since it does not depend on the training
+           (cage_sf/scripted_submission.py); cached in --cache_dir, since it does not depend on the training;
+           the paired difference trained - scripted over episodes of the same process seed and position (CybORG
+           reseeds only a process's first episode: the later ones are matched in position, not in state)
 6. curves  RUN/learning_bench.png: the run's evaluation-style return against env steps and against training
            time, with the evaluations above as horizontal lines
 
@@ -71,7 +75,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--train_dir", default=str(Path.home() / "cage-sf-bench" / "runs"))
     parser.add_argument("--experiment", help="run name (default: learning-<preset>)")
     parser.add_argument("--episodes", type=int, default=100, help="simulator evaluation episodes")
-    parser.add_argument("--select_episodes", type=int, default=30, help="export: simulator episodes per candidate")
+    parser.add_argument("--select_episodes", type=int, default=200, help="export: simulator episodes per candidate")
     parser.add_argument("--eval_seed", type=int, default=0, help="seed of the evaluations (CybORG: first seed)")
     parser.add_argument("--cyborg_episodes", type=int, default=50, help="CybORG episodes per evaluation (0: none)")
     parser.add_argument("--workers", type=int, default=os.cpu_count(), help="parallel CybORG evaluation processes")
@@ -195,7 +199,8 @@ def export(args: argparse.Namespace) -> Path:
     return submission
 
 
-def evaluate_sim(args: argparse.Namespace, submission: Path, out: Path) -> list[float]:
+def evaluate_sim(args: argparse.Namespace, submission: Path, out: Path) -> dict:
+    """The exported policy's simulator episodes (episodes.json: returns, phase_sums, command_mixes)."""
     command = [
         sys.executable, "-m", "cage_sf", "evaluate", str(submission), f"--episodes={args.episodes}",
         f"--seed={args.eval_seed}", "--backend=sim", f"--out={out}",
@@ -203,16 +208,15 @@ def evaluate_sim(args: argparse.Namespace, submission: Path, out: Path) -> list[
     print(f"== sim: cage-sf {' '.join(command[3:])}", flush=True)
     if stream(command) != 0:
         raise StepFailed("cage-sf evaluate failed (its message is above)")
-    return json.loads((out / "episodes.json").read_text())["returns"]
+    return json.loads((out / "episodes.json").read_text())
 
 
-def evaluate_policy_sim(args: argparse.Namespace, policy: str) -> dict:
+def evaluate_policy_sim(args: argparse.Namespace, policy: str) -> list[float]:
     """A policy of cage_sf/policies.py (the scripted defender, the oracle) on the simulator, as many episodes."""
     from cage_sf.benchmark import policy_sim_returns
-    from cage_sf.evaluate import mean_and_sem
 
     print(f"== sim: {policy} on {args.episodes} episodes (seeds {args.eval_seed} + k)", flush=True)
-    return _stat(*mean_and_sem(policy_sim_returns(policy, args.episodes, args.eval_seed)), args.episodes)
+    return policy_sim_returns(policy, args.episodes, args.eval_seed)
 
 
 def exported_checkpoint(submission: Path) -> str | None:
@@ -226,6 +230,20 @@ def _stat(mean: float, sem: float, episodes: int) -> dict:
     return {"mean": round(mean, 2), "sem": round(sem, 2), "episodes": episodes}
 
 
+def _paired(a: list[float], b: list[float]) -> dict:
+    from cage_sf.evaluate import paired_difference
+
+    difference, se = paired_difference(a, b)
+    return {"mean": round(difference, 2), "se": round(se, 2), "episodes": len(a)}
+
+
+def _paired_line(difference: dict | None) -> str:
+    if not difference:
+        return "-"
+    mean, se, episodes = difference["mean"], difference["se"], difference["episodes"]
+    return f"{mean:+9.1f} ± {se:.1f} (trained - scripted ± SE, {episodes} paired episodes)"
+
+
 def _line(stat: dict | None) -> str:
     return f"{stat['mean']:9.1f} ± {stat['sem']:.1f} (SEM, {stat['episodes']} episodes)" if stat else "-"
 
@@ -233,19 +251,21 @@ def _line(stat: dict | None) -> str:
 def run_benchmark(args: argparse.Namespace, overrides: list[str]) -> dict:
     from cage_sf import benchmark
     from cage_sf.backends import cyborg_available
-    from cage_sf.evaluate import mean_and_sem
+    from cage_sf.evaluate import mean_and_sem, mean_command_mix
     from cage_sf.plots import plot_learning_curves, read_series, training_seconds
 
     run = args.train_dir / args.experiment
     train(args, overrides, run)
     submission = export(args)
     bench = run / "bench"
-    sim = mean_and_sem(evaluate_sim(args, submission, bench / "sim"))
-    sim_return = _stat(*sim, args.episodes)
-    scripted_sim = None if args.scripted == "none" else evaluate_policy_sim(args, args.scripted)
-    oracle_sim = evaluate_policy_sim(args, "oracle")
+    sim_episodes = evaluate_sim(args, submission, bench / "sim")
+    sim_return = _stat(*mean_and_sem(sim_episodes["returns"]), args.episodes)
+    scripted_returns = None if args.scripted == "none" else evaluate_policy_sim(args, args.scripted)
+    scripted_sim = scripted_returns and _stat(*mean_and_sem(scripted_returns), args.episodes)
+    sim_vs_scripted = scripted_returns and _paired(sim_episodes["returns"], scripted_returns)
+    oracle_sim = _stat(*mean_and_sem(evaluate_policy_sim(args, "oracle")), args.episodes)
 
-    cyborg_return = scripted_return = None
+    cyborg_return = scripted_return = cyborg_vs_scripted = None
     if args.cyborg_episodes and not cyborg_available():
         print("== CybORG: not importable, its evaluations are skipped (see README, 'Real CybORG')", flush=True)
     elif args.cyborg_episodes:
@@ -263,6 +283,8 @@ def run_benchmark(args: argparse.Namespace, overrides: list[str]) -> dict:
             )
             print(f"== scripted {args.scripted} on CybORG: {'from the cache' if cached else 'measured and cached'}")
             scripted_return = {"policy": args.scripted, **_stat(result.mean, result.sem, result.episodes)}
+            if trained.returns and result.returns:  # every episode's return read back, both in plan order
+                cyborg_vs_scripted = _paired(trained.returns, result.returns)
 
     references = {f"sim, {args.episodes} episodes": sim_return["mean"], "sim, oracle": oracle_sim["mean"]}
     if cyborg_return:
@@ -284,6 +306,9 @@ def run_benchmark(args: argparse.Namespace, overrides: list[str]) -> dict:
         "scripted_cyborg_return": scripted_return,
         "scripted_sim_return": scripted_sim and {"policy": args.scripted, **scripted_sim},
         "oracle_sim_return": oracle_sim,
+        "sim_minus_scripted": sim_vs_scripted,
+        "cyborg_minus_scripted": cyborg_vs_scripted,
+        "command_mix": {c: round(share, 4) for c, share in mean_command_mix(sim_episodes["command_mixes"]).items()},
         "transfer_gap": round(sim_return["mean"] - cyborg_return["mean"], 2) if cyborg_return else None,
         "run_dir": str(run),
         "submission": str(submission),
@@ -295,6 +320,8 @@ def run_benchmark(args: argparse.Namespace, overrides: list[str]) -> dict:
 
 
 def print_summary(result: dict) -> None:
+    from cage_sf.evaluate import command_mix_line
+
     scripted = result["scripted_cyborg_return"]
     gap = result["transfer_gap"]
     print(f"\n== learning benchmark: preset {result['preset']}, run {result['run_dir']}")
@@ -304,9 +331,12 @@ def print_summary(result: dict) -> None:
     scripted_sim = result["scripted_sim_return"]
     print(f"  scripted     {_line(scripted_sim)}{' ' + scripted_sim['policy'] if scripted_sim else ''}")
     print(f"  oracle       {_line(result['oracle_sim_return'])} (sees the true state: the simulator's ceiling)")
+    print(f"  vs scripted  {_paired_line(result['sim_minus_scripted'])}")
+    print(f"  decisions    {command_mix_line(result['command_mix'])}")
     print(f"CybORG         {_line(result['cyborg_return'])}")
     print(f"transfer gap   {'-' if gap is None else f'{gap:+.1f}'} (simulator mean - CybORG mean)")
     print(f"scripted       {_line(scripted)}{' ' + scripted['policy'] + ' on CybORG' if scripted else ''}")
+    print(f"  vs scripted  {_paired_line(result['cyborg_minus_scripted'])}")
     print(f"curves         {result['curves_png']}", flush=True)
 
 

@@ -328,24 +328,31 @@ def test_two_panel_curves_against_env_steps_and_training_time(resumed_run, monke
     assert len(steps_lines) == len(time_lines) == 2  # the curve and the reference line
 
 
-def test_the_benchmark_reports_the_scripted_defender_and_the_oracle_on_the_simulator(tmp_path, monkeypatch, capsys):
-    """Beside the trained policy's simulator return: the scripted reference and the oracle (the ceiling), on as
-    many simulator episodes, in result.json and in the summary."""
+def stubbed_bench(tmp_path, monkeypatch, options: list[str]):
+    """The benchmark with training, export, the trained policy's simulator evaluation (returns -150, -170; one
+    episode all Restore, one all Sleep) and the curves stubbed out; its parsed arguments and the curves' lines."""
     from cage_sf import plots
 
     bench = load_bench()
     monkeypatch.setattr(bench, "train", lambda args, overrides, run: None)
     monkeypatch.setattr(bench, "export", lambda args: tmp_path / "submission")
-    monkeypatch.setattr(bench, "evaluate_sim", lambda args, submission, out: [-150.0, -170.0])
+    mixes = [{c: float(c == "Restore") for c in cc4.COMMANDS}, {c: float(c == "Sleep") for c in cc4.COMMANDS}]
+    episodes = {"returns": [-150.0, -170.0], "command_mixes": mixes}
+    monkeypatch.setattr(bench, "evaluate_sim", lambda args, submission, out: episodes)
     lines = {}
     monkeypatch.setattr(
         plots, "plot_learning_curves", lambda run, path, wall_clock, references: lines.update(references)
     )
     monkeypatch.setattr(plots, "read_series", lambda run, tag: plots.Series(*[np.zeros(0)] * 3))
-    args, overrides = bench.parse_args(
-        ["--preset=smoke", "--env_steps=100", "--episodes=2", "--cyborg_episodes=0", f"--train_dir={tmp_path}"]
-    )
+    args = bench.parse_args(["--preset=smoke", "--env_steps=100", "--episodes=2", f"--train_dir={tmp_path}", *options])
     (tmp_path / "learning-smoke" / "bench").mkdir(parents=True)
+    return bench, args, lines
+
+
+def test_the_benchmark_reports_the_scripted_defender_and_the_oracle_on_the_simulator(tmp_path, monkeypatch, capsys):
+    """Beside the trained policy's simulator return: the scripted reference and the oracle (the ceiling), on as
+    many simulator episodes, in result.json and in the summary."""
+    bench, (args, overrides), lines = stubbed_bench(tmp_path, monkeypatch, ["--cyborg_episodes=0"])
     result = bench.run_benchmark(args, overrides)
     scripted, oracle = result["scripted_sim_return"], result["oracle_sim_return"]
     assert scripted["policy"] == "analyse-restore" and scripted["episodes"] == oracle["episodes"] == 2
@@ -355,3 +362,32 @@ def test_the_benchmark_reports_the_scripted_defender_and_the_oracle_on_the_simul
     out = capsys.readouterr().out
     assert f"  scripted     {bench._line(scripted)} analyse-restore\n" in out
     assert f"  oracle       {bench._line(oracle)} (sees the true state" in out
+    difference = result["sim_minus_scripted"]  # the same two seeds: the mean of the differences
+    assert difference["mean"] == pytest.approx(-160.0 - scripted["mean"], abs=0.01) and difference["episodes"] == 2
+    assert f"  vs scripted  {bench._paired_line(difference)}\n" in out and difference["se"] >= 0
+    assert result["command_mix"] == {c: 0.5 * (c in ("Restore", "Sleep")) for c in cc4.COMMANDS}
+    assert "  decisions    Analyse 0.0%, Monitor 0.0%, Remove 0.0%, Restore 50.0%, Sleep 50.0%," in out
+    assert result["cyborg_minus_scripted"] is None and out.endswith("\n  vs scripted  -\ncurves         None\n")
+
+
+def test_the_benchmark_pairs_the_trained_and_scripted_cyborg_episodes_of_the_same_seeds(tmp_path, monkeypatch, capsys):
+    """CybORG's per-episode returns of both, in plan order: trained - scripted episode by episode."""
+    from cage_sf import backends, benchmark
+
+    bench, (args, overrides), _ = stubbed_bench(tmp_path, monkeypatch, ["--cyborg_episodes=4", "--workers=2"])
+    monkeypatch.setattr(bench, "evaluate_policy_sim", lambda args, policy: [-160.0, -165.0])
+    monkeypatch.setattr(backends, "cyborg_available", lambda: True)
+    plans = []
+
+    def played(returns: list[float], plan) -> benchmark.CybORGResult:
+        plans.append(plan)
+        return benchmark.CybORGResult(*mean_and_sem(returns), len(returns), returns, plan)
+
+    trained, scripted = [-100.0, -120.0, -140.0, -160.0], [-110.0, -115.0, -150.0, -170.0]  # differences 10 -5 10 10
+    monkeypatch.setattr(benchmark, "run_cyborg_evaluation", lambda sub, out, plan, workers, desc: played(trained, plan))
+    monkeypatch.setattr(benchmark, "scripted_cyborg", lambda policy, plan, *_: (played(scripted, plan), True))
+    result = bench.run_benchmark(args, overrides)
+    assert plans[0] == plans[1] == [(0, 2), (1, 2)]  # the same processes and seeds for both
+    assert result["cyborg_minus_scripted"] == {"mean": 6.25, "se": 3.75, "episodes": 4}  # stdev 7.5, / sqrt(4)
+    bench.print_summary(result)
+    assert "  vs scripted       +6.2 ± 3.8 (trained - scripted ± SE, 4 paired episodes)\n" in capsys.readouterr().out
