@@ -11,7 +11,8 @@ lingers (the learner's batcher thread keeps it alive) and the runner goes on at 
   threads it still has.
 - `RunGuard` (the runner's process) stops the run as failed on such a report, on a component process that
   died without one (killed, out of memory), or when no frames arrive for `--stall_timeout_s`. The stop saves a
-  checkpoint when the learner is alive; a component that does not stop within `STOP_GRACE_S` is killed.
+  checkpoint when the learner is alive; components still waited for once every component process has exited,
+  or after `STOP_GRACE_S`, are given up and their processes killed.
 
 Making the env in the helper process that reads its spaces fails the same way (SF would wait forever).
 `train()` then raises `RunFailure` with the one line, which the CLI prints on stderr.
@@ -43,6 +44,7 @@ FAILURE_KEY = "cage_sf_component_failure"
 FAILED_PROCESS_EXIT_CODE = 3
 CHECK_EVERY_S = 1.0
 STOP_GRACE_S = 10.0
+STOP_POLL_S = 0.1
 
 _sf_process_body = EventLoopProcess._target
 _sf_obtain_env_info = runner_module.obtain_env_info_in_a_separate_process
@@ -98,9 +100,8 @@ class RunGuard(EventLoopObject):
         self.failure = line
         log.error("Stopping: %s", line)
         self.runner._stop_training(failed=True)
-        deadline = threading.Timer(STOP_GRACE_S, self._end_stuck_stop)
-        deadline.daemon = True  # a run that stopped in time exits without waiting for it
-        deadline.start()
+        # a daemon: a run that stopped in time exits without waiting for it
+        threading.Thread(target=self._end_stuck_stop, name="cage_sf_stop_watch", daemon=True).start()
 
     def _check(self) -> None:
         if self.runner.stopped:
@@ -125,10 +126,17 @@ class RunGuard(EventLoopObject):
         return [p for p in processes if isinstance(p, EventLoopProcess)]
 
     def _end_stuck_stop(self) -> None:
-        """A component that has not stopped by now never will (its process died, or it hangs): end them."""
+        """A component that has not stopped once every component process has exited, or within STOP_GRACE_S,
+        never will (SF waits for a stop message from, say, the batcher thread of a learner process that died):
+        end them."""
+        deadline = time.monotonic() + STOP_GRACE_S
+        while self.runner.components_to_stop and time.monotonic() < deadline:
+            if not any(process.is_alive() for process in self._component_processes()):
+                break
+            time.sleep(STOP_POLL_S)
         if not self.runner.components_to_stop:
             return
-        log.warning("Components did not stop within %s s: ending their processes", STOP_GRACE_S)
+        log.warning("Components did not stop: ending their processes")
         _kill_children()
         self.runner.all_components_stopped.emit()
 

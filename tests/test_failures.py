@@ -8,13 +8,16 @@ import os
 import re
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
 import pytest
 import torch
+from signal_slot.signal_slot import EventLoop
 from test_training import run_in_group
 
+from cage_sf import run_guard
 from cage_sf.divergence import nonfinite_tensors
 
 REPO = Path(__file__).resolve().parent.parent
@@ -50,6 +53,31 @@ def test_a_failing_run_ends_fast_with_one_line(tmp_path, fault, line, traceback_
     assert re.fullmatch(f"cage-sf: run failed: {line}\n", result.stderr), result.stderr[-3000:]
     assert "Traceback" not in result.stdout
     assert ("Traceback" in (tmp_path / "smoke" / "sf_log.txt").read_text()) == traceback_logged
+
+
+def test_a_stop_waiting_only_on_dead_processes_ends_without_the_grace_period(monkeypatch):
+    """After a learner process dies, SF still waits for its batcher thread's stop message, which never comes: the
+    guard gives up as soon as no component process is alive (a failing learner then exits in seconds, not 10 s)."""
+    monkeypatch.setattr(run_guard, "STOP_GRACE_S", 3600.0)
+    stopped = threading.Event()
+
+    class Runner:
+        event_loop = EventLoop("test_runner_loop")
+        msg_handlers: dict = {}
+        components_to_stop = ["Batcher_0"]
+        all_components_stopped = type("Signal", (), {"emit": staticmethod(stopped.set)})
+
+    guard = run_guard.RunGuard(Runner(), stall_timeout_s=60)
+    alive = [True]
+    process = type("Process", (), {"is_alive": lambda self: alive[0]})()
+    monkeypatch.setattr(guard, "_component_processes", lambda: [process])
+    monkeypatch.setattr(run_guard, "_kill_children", lambda: None)
+    watcher = threading.Thread(target=guard._end_stuck_stop, daemon=True)
+    watcher.start()
+    assert not stopped.wait(0.5)  # a live process may still send its stop message
+    alive[0] = False
+    watcher.join(timeout=30)
+    assert stopped.is_set() and not watcher.is_alive()
 
 
 @pytest.mark.slow
