@@ -184,27 +184,6 @@ def scripted_cyborg(
     return result, False
 
 
-def scripted_sim_returns(policy: str, episodes: int, seed: int = 0) -> list[float]:
-    """A scripted defender's returns on our simulator, through the agents of its CybORG submission and the
-    loop of CybORG's evaluation.py (`cage_sf.evaluate`)."""
-    from cage_sf.backends import make_backend
-    from cage_sf.evaluate import evaluation_episode
-    from cage_sf.scripted_submission import scripted_agents
-
-    env = make_backend("sim", seed=seed)
-    agents = scripted_agents(policy, seed=seed)
-    for agent in agents.values():
-        agent.attach(env)
-
-    def choose(observations):
-        return {name: agent.get_action(observations[name], env.action_space(name)) for name, agent in agents.items()}
-
-    returns = []
-    for _ in tqdm(range(episodes), desc=f"sim: {policy}", unit="episode", file=sys.stderr):
-        returns.append(sum(reward for _, _, reward in evaluation_episode(env, choose) if reward is not None))
-    return returns
-
-
 def policy_sim_returns(policy: str, episodes: int, seed: int = 0) -> list[float]:
     """A policy of `cage_sf.policies` deciding all five agents at once on our simulator, with the true state for one
     that reads it (the oracle, which cannot be a submission), in the loop of CybORG's evaluation.py. Episode k is
