@@ -149,6 +149,8 @@ def test_killed_run_resumes_from_last_checkpoint(tmp_path, backend):
         "--imitate=analyse-restore",
         "--imitate_episodes=8",
         "--imitate_epochs=1",
+        "--save_every_sec=3",  # checkpoints soon after the best one and after the resume: a short test
+        "--save_best_every_sec=2",
     ]
     run_dir = tmp_path / "smoke"
 
@@ -205,9 +207,12 @@ def test_decisions_get_credit_for_rewards_earned_while_their_action_runs(tmp_pat
     """On the delayed-payoff env, Restore (5 steps) costs 1 at once and pays 2.4 while the agent is busy; Analyse
     pays 0.1 at once. With busy agents inactive (the old adapter) the busy window's rewards never reach the
     decision and training drifts to Analyse (eval return ~20, from ~55 at random); with busy agents active and
-    limited to Sleep, it learns Restore (~110; always-Restore scores 139)."""
-    returns = trained_returns(tmp_path, "--backend=delayed-payoff", "--train_for_env_steps=300000", timeout=420)
-    assert np.mean(returns[-3:]) > 85, returns
+    limited to Sleep, it learns Restore (85-100 after 150k steps at lr 0.004, less when the box is busy;
+    always-Restore scores 139). The preset's lr needs twice the steps for the same curve."""
+    returns = trained_returns(
+        tmp_path, "--backend=delayed-payoff", "--learning_rate=0.004", "--train_for_env_steps=150000"
+    )
+    assert np.mean(returns[-3:]) > 75, returns  # well above random (55) and the busy-inactive adapter (20)
 
 
 def test_learned_messages_carry_what_only_their_sender_sees(tmp_path):
@@ -215,8 +220,9 @@ def test_learned_messages_carry_what_only_their_sender_sees(tmp_path):
     (1 per step): messages that ignore the secret score ~250 per episode, the learned ones rise towards 500.
     This checks the path end to end: the tuple action space, the sampled bits through the adapter into the
     backend's `messages`, and the message heads trained by V-trace. (A higher learning rate than the preset's
-    keeps the test short: 300-350 after 100-150k agent steps; at the presets' 5e-4, ~300 after 200k.)"""
+    keeps the test short: 270-350 after 150k agent steps, depending on how busy the box is; at the presets'
+    5e-4, ~300 after 200k.)"""
     returns = trained_returns(
-        tmp_path, "--backend=signalling", "--messages=True", "--learning_rate=0.005", "--train_for_env_steps=150000"
+        tmp_path, "--backend=signalling", "--messages=True", "--learning_rate=0.005", "--train_for_env_steps=200000"
     )
     assert returns[-1] > 280, returns  # a window of the last 10 episodes; chance: 250 ± 4
