@@ -24,4 +24,4 @@ def test_ci_runs_the_readme_test_command():
         ["bash", "-c", "source <(sed -n '/^test_command=/p' .ci/run) && echo \"$test_command\""],
         cwd=REPO, capture_output=True, text=True, check=True,
     ).stdout.strip()  # fmt: skip
-    assert extracted == command == "python -m pytest -q"
+    assert extracted == command == "python -m pytest -q -n 2"  # two workers: CI has 2 cores
