@@ -8,6 +8,8 @@ its objective is that simulator mean return.
 
 The sweep file (configs/sweeps/) names the base preset, the settings every trial shares (`fixed`), the budget
 (`env_steps`, `episodes`, `select_episodes`) and the search `space` (log: log-uniform, uniform, choice).
+A trial chooses its checkpoint on 30 simulator episodes unless the file says otherwise (export's default of 200
+would add minutes to every trial; the trial's score is its own `episodes`).
 
 - Shared storage: processes given the same --storage and --study add trials to one study, on one machine or on
   many (an RDB URL that all reach, e.g. PostgreSQL or MySQL); Optuna's TPE sampler proposes from every finished
