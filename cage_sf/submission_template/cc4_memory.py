@@ -1,7 +1,7 @@
 """What a CC4 blue agent's policy sees: its observation vector plus the memory that vector lacks.
 
 CC4's flags are visible for exactly one step, nothing says whether the agent's own multi-step action is
-still running (CC4_SPEC §4.1), and what Analyse finds (red's files: an exploit's cmd.sh, escalate.sh) is only
+still running (docs/cc4.md §4.1), and what Analyse finds (red's files: an exploit's cmd.sh, escalate.sh) is only
 in CybORG's dictionary observation, so each agent keeps a small per-episode memory that takes those findings.
 This one definition is used by training (`cage_sf.adapter`, one row per env of a vector of envs) and by the
 exported submission (`cc4_agent.py`, which ships this file, one row per agent), so the policy sees the same
