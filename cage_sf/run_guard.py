@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import logging
 import multiprocessing
 import os
 import threading
@@ -140,6 +141,19 @@ class RunGuard(EventLoopObject):
         _kill_children()
         self.runner.all_components_stopped.emit()
 
+    def init_runner(self) -> int:
+        """`runner.init()`. SF refuses a configuration it cannot run (`verify_cfg`, e.g. sync mode whose batch is
+        not a multiple of a rollout) by logging errors before the run's log file exists: they become the line."""
+        refusals = _ErrorRecords()
+        log.addHandler(refusals)
+        try:
+            status = self.runner.init()
+        finally:
+            log.removeHandler(refusals)
+        if status == ExperimentStatus.FAILURE and refusals.messages:
+            self.failure = "Sample Factory refused the configuration: " + "; ".join(refusals.messages)
+        return status
+
     def check_outcome(self, status: int) -> None:
         """Raise `RunFailure` with the run's line if it failed; no process of it outlives the command."""
         if status != ExperimentStatus.FAILURE:
@@ -147,6 +161,17 @@ class RunGuard(EventLoopObject):
         _kill_children()
         log_file = os.path.join(self.runner.cfg.train_dir, self.runner.cfg.experiment, "sf_log.txt")
         raise RunFailure(self.failure or f"the run failed; see {log_file}")
+
+
+class _ErrorRecords(logging.Handler):
+    """Each error logged while attached, as one line."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(" ".join(record.getMessage().split()))
 
 
 def _kill_children() -> None:

@@ -92,7 +92,7 @@ def train(preset: str, overrides: list[str]) -> int:
     cfg, runner = make_runner(cfg)
     runner.register_observer(_FinalSummaries())
     guard = RunGuard(runner, cfg.stall_timeout_s)
-    status = runner.init()
+    status = guard.init_runner()
     if status == ExperimentStatus.SUCCESS:
         status = runner.run()
     _plot(cfg)

@@ -55,6 +55,18 @@ def test_a_failing_run_ends_fast_with_one_line(tmp_path, fault, line, traceback_
     assert ("Traceback" in (tmp_path / "smoke" / "sf_log.txt").read_text()) == traceback_logged
 
 
+@pytest.mark.slow
+def test_a_configuration_sample_factory_refuses_ends_with_its_reasons_on_one_line(tmp_path):
+    """SF's own check refuses sync mode whose batch is not a multiple of a rollout, logging why before the run's
+    log file exists: the one line carries its reasons (it used to point at that missing file)."""
+    args = ["smoke", "--backend=synthetic", f"--train_dir={tmp_path}", "--async_rl=False"]
+    result = run([str(REPO / "train.sh"), *args])
+    assert result.returncode == 1
+    [line] = result.stderr.splitlines()
+    assert line.startswith("cage-sf: run failed: Sample Factory refused the configuration: In sync mode"), line
+    assert line.endswith("Ratio is 0.25 (should be a positive integer)"), line
+
+
 def test_a_stop_waiting_only_on_dead_processes_ends_without_the_grace_period(monkeypatch):
     """After a learner process dies, SF still waits for its batcher thread's stop message, which never comes: the
     guard gives up as soon as no component process is alive (a failing learner then exits in seconds, not 10 s)."""
