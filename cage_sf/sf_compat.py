@@ -12,6 +12,7 @@ import logging
 import netrc
 import os
 import time
+import warnings
 
 import numpy as np
 import torch
@@ -46,6 +47,9 @@ def apply() -> None:
     Learner._calculate_losses = _vtrace_from_bootstrap(Learner._calculate_losses)
     Runner._update_stats_and_print_report = _stop_after_train_for_seconds(Runner._update_stats_and_print_report)
     BatchedVectorEnvRunner._process_env_step = _report_episode_infos(BatchedVectorEnvRunner._process_env_step)
+    # torch 2.13 warns on every `float()` of a tensor that requires grad, and SF's learner takes one of its loss
+    # each update (learner.py:739): without this, every run's stderr starts with that warning
+    warnings.filterwarnings("ignore", message="Converting a tensor with requires_grad=True to a scalar")
     _log_through_sf()
     run_guard.install()
     divergence.install()

@@ -101,7 +101,7 @@ def test_a_diverging_run_stops_at_its_first_nonfinite_update_and_keeps_its_last_
     result = run([sys.executable, str(REPO / "tests" / "fault_injection.py"), *args], "diverge")
     assert time.monotonic() - started < BOUND_S, result.stdout[-3000:]
     assert result.returncode == 1 and "Traceback" not in result.stderr + result.stdout
-    [line] = [line for line in result.stderr.splitlines() if line.startswith("cage-sf")]
+    [line] = result.stderr.splitlines()  # nothing else on stderr (torch warned there once per run)
     step = re.fullmatch(
         r"cage-sf: run failed: training diverged at train step (\d+): non-finite value_loss and gradients \(not "
         r"applied\); try a lower --learning_rate \(now 0\.0005\), --reward_scale \(now 0\.02\) or --max_grad_norm "

@@ -219,3 +219,11 @@ def test_batched_sampling_reports_episode_stats_from_per_agent_infos():
     assert stats["episode_extra_stats"]["cc4/eval_return"].tolist() == [-7.0]
     assert stats["episode_extra_stats"]["cc4/env_fault"].tolist() == [1.0]
     assert stats["true_objective"].tolist() == [-7.0]  # the faulted episode is left out
+
+
+def test_sf_learners_float_of_its_loss_does_not_warn():
+    """SF's learner calls float() on its loss, which requires grad: torch 2.13 would warn on every run's stderr.
+    (In a fresh process, as SF's learner imports us: pytest resets warning filters around each test.)"""
+    code = "import cage_sf.models, torch; float((torch.ones(1, requires_grad=True) * 2).sum())"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0 and "requires_grad" not in result.stderr, result.stderr
