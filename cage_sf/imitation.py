@@ -55,7 +55,13 @@ def add_imitation_args(parser: argparse.ArgumentParser) -> None:
         "--anchor_decay_steps",
         default=10_000_000,
         type=int,
-        help="agent steps over which the anchor's weight falls linearly to 0",
+        help="agent steps over which the anchor's weight falls linearly to --anchor_floor",
+    )
+    group.add_argument(
+        "--anchor_floor",
+        default=0.0,
+        type=float,
+        help="the anchor's weight once its decay is over (at most --anchor_coeff)",
     )
     group.add_argument(
         "--critic_warmup_steps", default=0, type=int, help="agent steps at the start that train only the critics"

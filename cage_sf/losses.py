@@ -9,8 +9,10 @@ every valid sample (a busy state's value is still a value, and V-trace bootstrap
 
 Kickstarting (Schmitt et al. 2018): with `--anchor_coeff` the actors also pay KL(teacher || actor) on decisions,
 the teacher being the run's imitated policy, frozen (saved by `cage_sf.imitation.warm_start`). Its weight falls
-linearly to 0 over `--anchor_decay_steps` (agent steps, Sample Factory's step unit). `--critic_warmup_steps`
-trains only the critics at the start, so the first policy updates use a critic fitted to the policy's own returns.
+linearly to `--anchor_floor` over `--anchor_decay_steps` (agent steps, Sample Factory's step unit) and stays
+there: without a floor a long run drifts ever further from the teacher until it collapses (docs/experiments.md).
+`--critic_warmup_steps` trains only the critics at the start, so the first policy updates use a critic fitted to
+the policy's own returns.
 """
 
 from __future__ import annotations
@@ -57,14 +59,14 @@ def explained_variance(values: Tensor, targets: Tensor, mask: Tensor) -> Tensor:
 class TeacherAnchor:
     """The imitated policy, frozen, and the decaying weight of the actors' KL to it."""
 
-    def __init__(self, teacher: torch.nn.Module, path: Path, coeff: float, decay_steps: int):
+    def __init__(self, teacher: torch.nn.Module, path: Path, coeff: float, decay_steps: int, floor: float = 0.0):
         self.teacher = teacher
         self.teacher.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
         self.teacher.requires_grad_(False)
-        self.coeff, self.decay_steps = coeff, decay_steps
+        self.coeff, self.decay_steps, self.floor = coeff, decay_steps, floor
 
     def weight(self, env_steps: int) -> float:
-        return self.coeff * max(0.0, 1.0 - env_steps / self.decay_steps)
+        return self.floor + (self.coeff - self.floor) * max(0.0, 1.0 - env_steps / self.decay_steps)
 
     def kl(self, normalized_obs: dict[str, Tensor], log_probs: Tensor) -> Tensor:
         """Per-sample KL(teacher || actor) over the actions (message bits, if any, are the actor's own)."""
@@ -91,6 +93,7 @@ def _teacher_anchor(learner) -> TeacherAnchor | None:
                 anchor_path(cfg),
                 cfg.anchor_coeff,
                 cfg.anchor_decay_steps,
+                cfg.anchor_floor,
             )
             if cfg.anchor_coeff > 0
             else None

@@ -126,7 +126,7 @@ DOMAINS: dict[str, Domain] = {
     ),
     **dict.fromkeys(
         ("max_grad_norm", "exploration_loss_coeff", "value_loss_coeff", "save_best_after", "anchor_coeff",
-         "critic_warmup_steps"),
+         "anchor_floor", "critic_warmup_steps"),
         NON_NEGATIVE,
     ),
     "anchor_decay_steps": POSITIVE,
@@ -179,6 +179,10 @@ COMBINATIONS: tuple[tuple[Callable[[argparse.Namespace], bool], str], ...] = (
     (
         lambda cfg: cfg.imitate != "none" or cfg.anchor_coeff == 0,
         "anchor_coeff={anchor_coeff} anchors the actors to the imitated policy: it needs --imitate",
+    ),
+    (
+        lambda cfg: cfg.anchor_floor <= cfg.anchor_coeff,
+        "anchor_floor={anchor_floor} is where the anchor's weight settles, so at most anchor_coeff={anchor_coeff}",
     ),
     (
         lambda cfg: cfg.with_vtrace or (cfg.anchor_coeff == 0 and cfg.critic_warmup_steps == 0),

@@ -162,6 +162,8 @@ def test_the_teacher_anchor_pulls_toward_the_imitated_policy_with_a_decaying_wei
     torch.save(student.state_dict(), path)
     anchor = TeacherAnchor(CC4ActorCritic(observation_space(), action_space(False), cfg), path, 0.4, 1000)
     assert [anchor.weight(steps) for steps in (0, 250, 1000, 5000)] == pytest.approx([0.4, 0.3, 0.0, 0.0])
+    floored = TeacherAnchor(CC4ActorCritic(observation_space(), action_space(False), cfg), path, 0.4, 1000, 0.1)
+    assert [floored.weight(steps) for steps in (0, 500, 1000, 5000)] == pytest.approx([0.4, 0.25, 0.1, 0.1])
 
     obs = {key: torch.rand((8, *space.shape)) for key, space in observation_space().spaces.items()}
     obs["agent_type"][:] = 1.0
@@ -184,3 +186,21 @@ def test_an_anchor_needs_an_imitated_policy():
 
     with pytest.raises(UsageError, match="needs --imitate"):
         resolve_config("smoke", ["--anchor_coeff=0.5"])
+
+
+def test_an_anchor_floor_above_its_starting_weight_is_refused():
+    from cage_sf.errors import UsageError
+
+    with pytest.raises(UsageError, match="anchor_floor=0.5 is where"):
+        resolve_config("smoke", ["--imitate=analyse-restore", "--anchor_coeff=0.2", "--anchor_floor=0.5"])
+
+
+def test_the_learner_keeps_the_anchor_at_its_floor_once_the_decay_is_over(tmp_path):
+    learner = make_learner(
+        tmp_path, "--imitate=analyse-restore", "--anchor_coeff=0.4", "--anchor_decay_steps=1000", "--anchor_floor=0.1"
+    )
+    anchor_path(learner.cfg).parent.mkdir(parents=True, exist_ok=True)
+    torch.save(learner.actor_critic.state_dict(), anchor_path(learner.cfg))
+    learner.env_steps = 5000
+    summaries = train_and_capture(learner, make_batch(learner, off_policy=0.5))["summaries"]
+    assert float(summaries["anchor_weight"]) == pytest.approx(0.1)
