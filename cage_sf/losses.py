@@ -5,7 +5,8 @@ A *decision* is a sample Sample Factory counts as valid (`valids`: not from a to
 had a choice. An agent mid multi-step action (about half of all samples) has only Sleep: its probability is 1,
 so it carries no policy gradient, yet averaged in it would scale the advantage statistics, the policy loss, the
 entropy bonus and the KL with the busy share. Those all average over decisions here; the value loss keeps
-every valid sample (a busy state's value is still a value, and V-trace bootstraps from it).
+every valid sample (a busy state's value is still a value, and V-trace bootstraps from it). With `--messages`
+every valid sample is a decision: the bits an agent sends are chosen on every step, busy or not.
 
 Kickstarting (Schmitt et al. 2018): with `--anchor_coeff` the actors also pay KL(teacher || actor) on decisions,
 the teacher being the run's imitated policy, frozen (saved by `cage_sf.imitation.warm_start`). Its weight falls
@@ -34,9 +35,15 @@ def anchor_path(cfg) -> Path:
     return Path(cfg.train_dir, cfg.experiment, ANCHOR_FILE)
 
 
-def decisions(mb) -> Tensor:
+def free_rows(mb) -> Tensor:
     """Valid samples on which the agent could choose among more than one action."""
     return mb.valids & (mb.normalized_obs["valid_actions"].sum(dim=1) > 1.5)
+
+
+def decisions(mb, messages: bool) -> Tensor:
+    """Valid samples that carry a choice: the free rows, or with `--messages` every valid row (a busy agent
+    still chooses the bits it sends, and they still earn or lose reward)."""
+    return mb.valids if messages else free_rows(mb)
 
 
 def masked_mean(x: Tensor, mask: Tensor) -> Tensor:
@@ -106,7 +113,7 @@ def cc4_losses(learner, mb, num_invalids: int, action_distribution, values: Tens
     value losses, summaries). `vtrace_fn(values, ratios)` gives the V-trace targets and advantages; a sample SF
     marks invalid cuts the traces there (ratio 0: its own value is its target and nothing propagates through it)."""
     cfg, valids = learner.cfg, mb.valids
-    chosen = decisions(mb)
+    chosen = decisions(mb, cfg.messages)
     with torch.no_grad():
         vs, adv = vtrace_fn(values.cpu(), torch.where(valids, ratio, torch.zeros_like(ratio)).cpu())
         targets, adv = vs.to(values.device), adv.to(values.device)
@@ -128,7 +135,7 @@ def cc4_losses(learner, mb, num_invalids: int, action_distribution, values: Tens
     summaries = {}
     anchor = _teacher_anchor(learner)
     if anchor is not None:
-        anchor_kl = masked_mean(anchor.kl(mb.normalized_obs, _action_log_probs(action_distribution)), chosen)
+        anchor_kl = masked_mean(anchor.kl(mb.normalized_obs, _action_log_probs(action_distribution)), free_rows(mb))
         weight = anchor.weight(learner.env_steps)
         kl_loss = kl_loss + weight * anchor_kl
         summaries.update(anchor_kl=anchor_kl, anchor_weight=weight)

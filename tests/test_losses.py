@@ -37,7 +37,8 @@ def make_learner(tmp_path, *overrides: str) -> Learner:
             *overrides,
         ],
     )
-    env_info = extract_env_info(CC4SampleFactoryEnv(lambda: SyntheticBackend(seed=0), step_timeout_s=5.0), cfg)
+    env = CC4SampleFactoryEnv(lambda: SyntheticBackend(seed=0), step_timeout_s=5.0, messages=cfg.messages)
+    env_info = extract_env_info(env, cfg)
     versions = torch.zeros(1, dtype=torch.int32)
     learner = Learner(cfg, env_info, versions, 0, ParameterServer(0, versions, serial_mode=True))
     learner.init()
@@ -204,3 +205,11 @@ def test_the_learner_keeps_the_anchor_at_its_floor_once_the_decay_is_over(tmp_pa
     learner.env_steps = 5000
     summaries = train_and_capture(learner, make_batch(learner, off_policy=0.5))["summaries"]
     assert float(summaries["anchor_weight"]) == pytest.approx(0.1)
+
+
+def test_with_messages_a_busy_agents_bits_are_decisions(tmp_path):
+    """A busy agent has only Sleep, but it still chooses the bits it sends: with --messages every valid row is
+    a decision (policy loss, entropy and advantage statistics), while the anchor's KL stays on free rows."""
+    learner = make_learner(tmp_path, "--learning_rate=1e-9", "--messages=True")
+    summaries = train_and_capture(learner, make_batch(learner))["summaries"]
+    assert float(summaries["decision_fraction"]) == pytest.approx(1.0)
