@@ -15,6 +15,7 @@ from cage_sf import cc4
 from cage_sf.backends import make_backend
 from cage_sf.benchmark import policy_sim_returns
 from cage_sf.evaluate import load_agents, play
+from cage_sf.export import TEMPLATE
 
 REPO = Path(__file__).resolve().parents[1]
 PRETRAINED = REPO / "pretrained" / "cc4-leaderboard"
@@ -68,11 +69,16 @@ def blocking_env(tmp_path: Path, blocked: set[str]) -> dict[str, str]:
     return {"PATH": str(Path(sys.executable).parent), "PYTHONPATH": str(site), "HOME": str(tmp_path)}
 
 
-def test_the_pretrained_submission_is_a_complete_export():
+def test_the_pretrained_submission_is_a_complete_export_whose_code_is_the_template_itself():
+    """The shipped directory keeps only its weights and manifest; its code files are links to the one source
+    every export copies, so they cannot drift from it."""
     config = json.loads((PRETRAINED / "model.json").read_text())
-    assert {p.name for p in PRETRAINED.iterdir() if p.is_file()} == {
-        "submission.py", "cc4_agent.py", "cc4_memory.py", "cc4_networks.py", "model.json", "model.safetensors",
-    }  # fmt: skip
+    code = sorted(p.name for p in TEMPLATE.glob("*.py"))
+    assert sorted(p.name for p in PRETRAINED.iterdir() if p.is_file()) == sorted(
+        [*code, "model.json", "model.safetensors"]
+    )
+    for name in code:
+        assert (PRETRAINED / name).is_symlink() and (PRETRAINED / name).samefile(TEMPLATE / name), name
     assert config["format"] == "cage-sf/2" and config["actor"] == "entity"
     assert (PRETRAINED / "model.safetensors").stat().st_size < 5 * 2**20
     readme = (REPO / "README.md").read_text()
