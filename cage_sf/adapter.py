@@ -31,9 +31,9 @@ import numpy as np
 from gymnasium import spaces
 
 from cage_sf import cc4
+from cage_sf.agent.cc4_memory import AgentMemories, feature_size
 from cage_sf.backends import CC4Env
 from cage_sf.sim.env import PRIVILEGED_STATE_SIZE
-from cage_sf.submission_template.cc4_memory import AgentMemories, feature_size
 
 log = logging.getLogger(__name__)
 

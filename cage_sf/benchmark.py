@@ -153,8 +153,8 @@ def run_cyborg_evaluation(
 
 
 def _policy_version() -> str:
-    names = ("policies.py", "scripted_submission.py", "cc4.py", "submission_template/cc4_agent.py")
-    sources = [REPO / "cage_sf" / name for name in (*names, "submission_template/cc4_memory.py")]
+    names = ("policies.py", "scripted_submission.py", "cc4.py", "agent/cc4_agent.py")
+    sources = [REPO / "cage_sf" / name for name in (*names, "agent/cc4_memory.py")]
     return hashlib.sha256(b"".join(p.read_bytes() for p in sources)).hexdigest()[:12]
 
 

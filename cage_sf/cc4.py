@@ -85,7 +85,7 @@ def host_flag_indices(kind: int, offset: int) -> list[int]:
 
 
 def agent_layout(kind: int, host_memory: bool = True) -> dict:
-    """The facts an agent's memory and actor network need (`submission_template/`), as plain JSON-able values."""
+    """The facts an agent's memory and actor network need (`agent/`), as plain JSON-able values."""
     slots = []
     for command, count in command_layout(kind):
         slots += list(range(count)) if command in HOST_COMMANDS else [-1] * count

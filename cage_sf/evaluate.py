@@ -19,11 +19,11 @@ import numpy as np
 from tqdm import tqdm
 
 from cage_sf import cc4
+from cage_sf.agent.cc4_agent import MessageRelay
 from cage_sf.backends import make_backend
 from cage_sf.divergence import check_finite
 from cage_sf.errors import UsageError
 from cage_sf.plots import plot_evaluation
-from cage_sf.submission_template.cc4_agent import MessageRelay
 
 EPISODE_LENGTH = 500
 

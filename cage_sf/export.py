@@ -1,8 +1,8 @@
 """`cage-sf export`: a training checkpoint -> a CAGE Challenge 4 submission CybORG's evaluation loads.
 
 The submission holds `submission.py`, `cc4_agent.py`, `cc4_memory.py` and `cc4_networks.py` (from
-`submission_template/`, torch + numpy only), `model.safetensors` (actor weights, no pickle) and `model.json`
-(the networks' description, the agent layouts, submission info).
+`cage_sf/agent/`, the agent runtime: torch + numpy only), `model.safetensors` (actor weights, no pickle) and
+`model.json` (the networks' description, the agent layouts, submission info).
 """
 
 from __future__ import annotations
@@ -22,15 +22,15 @@ import torch
 from safetensors.torch import save_file
 
 from cage_sf import cc4
+from cage_sf.agent.cc4_networks import make_actors
 from cage_sf.backends import make_backend
 from cage_sf.divergence import check_finite
 from cage_sf.errors import UsageError
 from cage_sf.models import model_config
 from cage_sf.runs import find_checkpoint, run_dir
-from cage_sf.submission_template.cc4_networks import make_actors
 
-TEMPLATE = Path(__file__).resolve().parent / "submission_template"
-TEMPLATE_FILES = ("submission.py", "cc4_agent.py", "cc4_memory.py", "cc4_networks.py")
+AGENT_RUNTIME = Path(__file__).resolve().parent / "agent"
+RUNTIME_FILES = ("submission.py", "cc4_agent.py", "cc4_memory.py", "cc4_networks.py")
 
 
 def actor_tensors(checkpoint: Path, config: dict) -> dict[str, torch.Tensor]:
@@ -60,7 +60,7 @@ def _sim_returns(tensors: dict, config: dict, greedy: bool, episodes: int, seed:
     through the adapter, which keeps the memory and the masks the exported agents keep, with one forward pass a
     step for all their agents (about 6x faster than `cage_sf.evaluate.play`, agent by agent)."""
     from cage_sf.adapter import AGENTS_PER_ENV, FEATURES, CC4VectorEnv
-    from cage_sf.submission_template.cc4_agent import CC4Policy
+    from cage_sf.agent.cc4_agent import CC4Policy
 
     torch.set_num_threads(1)
     actors = CC4Policy(config, tensors).actors
@@ -182,8 +182,8 @@ def export(experiment: str, out: Path, *, train_dir: str = "runs", checkpoint: s
     if out.exists() and force:
         shutil.rmtree(out) if out.is_dir() else out.unlink()
     package.mkdir(parents=True)
-    for filename in TEMPLATE_FILES:
-        shutil.copy(TEMPLATE / filename, package / filename)
+    for filename in RUNTIME_FILES:
+        shutil.copy(AGENT_RUNTIME / filename, package / filename)
     save_file(tensors, str(package / "model.safetensors"))
     (package / "model.json").write_text(json.dumps(config, indent=1))
     if not as_zip:

@@ -21,10 +21,10 @@ from torch.nn import functional
 
 from cage_sf import cc4
 from cage_sf.adapter import NUM_ACTIONS, CC4VectorEnv, action_space, observation_space
+from cage_sf.agent.cc4_agent import one_thread
 from cage_sf.backends import make_backend
 from cage_sf.losses import anchor_path
 from cage_sf.policies import BUILTIN, Policy, load_policy, true_state
-from cage_sf.submission_template.cc4_agent import one_thread
 
 NUM_ENVS = 8  # simulator episodes played side by side while recording
 HELD_OUT_SEED = 1_000_000  # held-out demonstrations' seeds start here (training's at the run's seed)

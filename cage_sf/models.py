@@ -2,7 +2,7 @@
 
 blue_agent_0..3 (obs 92, 82 actions) and blue_agent_4 (obs 210, 242 actions) each get their own actor
 over their own features (CC4 vector + memory; `--actor`: an MLP per type, or the entity model with shared
-host encoders and per-type heads, `submission_template/cc4_networks.py`, which the exported agent runs) and
+host encoders and per-type heads, `agent/cc4_networks.py`, which the exported agent runs) and
 their own value MLP over the whole team's features (the reward is the team's; with `--privileged_critic` also
 the simulator's true state, which the actors never read); every sample is routed by its `agent_type`
 observation. Masked logits are a large finite negative number, so sampling, the learner's log-probs, entropy
@@ -33,8 +33,8 @@ from torch import Tensor, nn
 
 from cage_sf import cc4, sf_compat
 from cage_sf.adapter import FEATURES, NUM_ACTIONS, OBS_SIZE, TEAM_SIZE
+from cage_sf.agent.cc4_networks import ACTIVATIONS, MESSAGE_BITS, make_actors, mlp
 from cage_sf.sim.env import PRIVILEGED_STATE_SIZE
-from cage_sf.submission_template.cc4_networks import ACTIVATIONS, MESSAGE_BITS, make_actors, mlp
 
 sf_compat.apply()
 

@@ -20,9 +20,9 @@ from pathlib import Path
 import numpy as np
 
 from cage_sf import cc4
+from cage_sf.agent.cc4_agent import analysis, episode_step
 from cage_sf.errors import UsageError
 from cage_sf.policies import Policy, load_policy
-from cage_sf.submission_template.cc4_agent import analysis, episode_step
 
 SUBMISSION_PY = '''"""cage-sf's scripted defender {policy!r} (cage_sf/policies.py) as a CAGE Challenge 4 submission.
 

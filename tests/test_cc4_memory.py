@@ -1,10 +1,10 @@
-"""The per-agent memory both training and the exported submission compute (submission_template/cc4_memory.py)."""
+"""The per-agent memory both training and the exported submission compute (agent/cc4_memory.py)."""
 
 import numpy as np
 import pytest
 
 from cage_sf import cc4
-from cage_sf.submission_template.cc4_memory import (
+from cage_sf.agent.cc4_memory import (
     AGENT_FEATURES,
     ANALYSED_DECAY,
     HOST_FEATURES,

@@ -77,7 +77,7 @@ def test_analysis_reports_the_files_red_left_as_a_submission_reads_them():
     agents' reader, given CybORG's own wrapper as in evaluation.py, reads the same from its dictionary observation."""
     from CybORG.Agents.Wrappers.EnterpriseMAE import EnterpriseMAE
 
-    from cage_sf.submission_template.cc4_agent import analysis
+    from cage_sf.agent.cc4_agent import analysis
 
     env = CybORGBackend(seed=2)
     env.reset(seed=2)

@@ -163,9 +163,9 @@ def test_export_chooses_checkpoint_and_action_mode_by_simulator_score(trained_ru
 def test_selection_plays_every_candidate_on_the_episodes_evaluate_plays_on_that_seed(trained_run):
     """Two copies of one checkpoint score the same on every episode (paired difference 0 ± 0): every candidate
     meets the same seeds. The side-by-side scoring plays what the exported agents play, episode by episode."""
+    from cage_sf.agent.cc4_agent import CC4Agent, CC4Policy
     from cage_sf.evaluate import play
     from cage_sf.export import _sim_returns, actor_tensors, select
-    from cage_sf.submission_template.cc4_agent import CC4Agent, CC4Policy
 
     run, _ = trained_run
     config = model_config(json.loads((run / "config.json").read_text()))

@@ -1,4 +1,4 @@
-"""The entity actor (`submission_template/cc4_networks.py`): every host scored by the same weights from its
+"""The entity actor (`agent/cc4_networks.py`): every host scored by the same weights from its
 own inputs, logits in CybORG's action order, whichever hosts exist."""
 
 import json
@@ -11,9 +11,9 @@ import pytest
 import torch
 
 from cage_sf import cc4
+from cage_sf.agent.cc4_memory import feature_index, feature_size
+from cage_sf.agent.cc4_networks import EntityActors, _first_layer, make_actors
 from cage_sf.models import model_config
-from cage_sf.submission_template.cc4_memory import feature_index, feature_size
-from cage_sf.submission_template.cc4_networks import EntityActors, _first_layer, make_actors
 from cage_sf.train import resolve_config
 
 KINDS = (cc4.SMALL, cc4.LARGE)
@@ -150,7 +150,7 @@ def test_the_model_cost_benchmark_times_every_actor():
 
 def test_a_composed_distribution_is_the_command_choice_times_the_target_choice():
     """compose(): P(action) = P(its command among the offered ones) * P(action among its command's valid ones)."""
-    from cage_sf.submission_template.cc4_networks import command_blocks, compose
+    from cage_sf.agent.cc4_networks import command_blocks, compose
 
     layout = cc4.agent_layout(cc4.LARGE)
     blocks = command_blocks(layout)

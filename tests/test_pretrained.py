@@ -15,7 +15,7 @@ from cage_sf import cc4
 from cage_sf.backends import make_backend
 from cage_sf.benchmark import policy_sim_returns
 from cage_sf.evaluate import load_agents, play
-from cage_sf.export import TEMPLATE
+from cage_sf.export import AGENT_RUNTIME
 
 REPO = Path(__file__).resolve().parents[1]
 PRETRAINED = REPO / "pretrained" / "cc4-leaderboard"
@@ -69,16 +69,16 @@ def blocking_env(tmp_path: Path, blocked: set[str]) -> dict[str, str]:
     return {"PATH": str(Path(sys.executable).parent), "PYTHONPATH": str(site), "HOME": str(tmp_path)}
 
 
-def test_the_pretrained_submission_is_a_complete_export_whose_code_is_the_template_itself():
+def test_the_pretrained_submission_is_a_complete_export_whose_code_is_the_agent_runtime_itself():
     """The shipped directory keeps only its weights and manifest; its code files are links to the one source
-    every export copies, so they cannot drift from it."""
+    every export copies (cage_sf/agent), so they cannot drift from it."""
     config = json.loads((PRETRAINED / "model.json").read_text())
-    code = sorted(p.name for p in TEMPLATE.glob("*.py"))
+    code = sorted(p.name for p in AGENT_RUNTIME.glob("*.py"))
     assert sorted(p.name for p in PRETRAINED.iterdir() if p.is_file()) == sorted(
         [*code, "model.json", "model.safetensors"]
     )
     for name in code:
-        assert (PRETRAINED / name).is_symlink() and (PRETRAINED / name).samefile(TEMPLATE / name), name
+        assert (PRETRAINED / name).is_symlink() and (PRETRAINED / name).samefile(AGENT_RUNTIME / name), name
     assert config["format"] == "cage-sf/2" and config["actor"] == "entity"
     assert (PRETRAINED / "model.safetensors").stat().st_size < 5 * 2**20
     readme = (REPO / "README.md").read_text()

@@ -6,7 +6,7 @@ import numpy as np
 from gymnasium import spaces
 
 from cage_sf import cc4
-from cage_sf.submission_template.cc4_memory import malware_in_files
+from cage_sf.agent.cc4_memory import malware_in_files
 
 
 class CybORGBackend:

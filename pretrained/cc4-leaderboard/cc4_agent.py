@@ -1,1 +1,1 @@
-../../cage_sf/submission_template/cc4_agent.py
+../../cage_sf/agent/cc4_agent.py

@@ -1,1 +1,1 @@
-../../cage_sf/submission_template/submission.py
+../../cage_sf/agent/submission.py

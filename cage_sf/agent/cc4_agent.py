@@ -19,7 +19,7 @@ import struct
 import numpy as np
 import torch
 
-try:  # imported as submission.cc4_agent (the zip layout) or as cage_sf.submission_template.cc4_agent
+try:  # imported as submission.cc4_agent (the zip layout) or as cage_sf.agent.cc4_agent
     from . import cc4_memory, cc4_networks
 except ImportError:  # imported as a top-level module (a directory on sys.path)
     import cc4_memory

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-try:  # imported as submission.cc4_networks (the zip layout) or as cage_sf.submission_template.cc4_networks
+try:  # imported as submission.cc4_networks (the zip layout) or as cage_sf.agent.cc4_networks
     from . import cc4_memory
 except ImportError:  # imported as a top-level module (a directory on sys.path)
     import cc4_memory
