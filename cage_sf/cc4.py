@@ -14,9 +14,11 @@ NUM_ACTIONS = (82, 242)  # by agent type
 HOST_SLOTS = (16, 48)  # host-targeted action slots by agent type
 SUBNETS = (1, 3)  # defended subnets by agent type
 MESSAGE_LENGTH = 8
+TRAFFIC_SOURCES = 8  # Allow/BlockTrafficZone slots per defended subnet: the other eight subnets
 PHASE_INDEX = 0  # observation element holding the mission phase (0, 1, 2)
 SUBNET_BLOCK = 59  # observation elements per defended subnet, after the phase (docs/cc4.md §4.1)
 SUBNET_FACTS = 27  # a subnet block's first elements: its one-hot, blocked sources, comms policy (9 each)
+SUBNET_ONEHOT, BLOCKED_SOURCES, COMMS_POLICY = 0, 9, 18  # offsets of those three inside a subnet block
 PROCESS_FLAGS, CONNECTION_FLAGS = 27, 43  # offsets of the 16 per-host flags inside a subnet block
 SLOTS_PER_SUBNET, SERVER_SLOTS = 16, 6  # a subnet's host slots: server_host_0..5, then user_host_0..9
 EPISODE_STEPS = 500
@@ -41,7 +43,7 @@ def agent_type(agent: str) -> int:
 
 def command_layout(kind: int) -> list[tuple[str, int]]:
     """(command, count) blocks in action-index order: Analyse, Monitor, Remove, Restore, Sleep, Allow, Block, Decoy."""
-    hosts, traffic = HOST_SLOTS[kind], 8 * SUBNETS[kind]
+    hosts, traffic = HOST_SLOTS[kind], TRAFFIC_SOURCES * SUBNETS[kind]
     return [
         ("Analyse", hosts),
         ("Monitor", 1),
@@ -79,9 +81,19 @@ def restore_actions(kind: int) -> np.ndarray:
 COMMANDS: tuple[str, ...] = tuple(command for command, _ in command_layout(SMALL))
 
 
+def subnet_block_start(block: int) -> int:
+    """Observation index where an agent's `block`-th defended subnet's elements start (after the phase)."""
+    return PHASE_INDEX + 1 + block * SUBNET_BLOCK
+
+
 def host_flag_indices(kind: int, offset: int) -> list[int]:
     """Observation indices of one kind of per-host flag, in host-slot order (= host-action order)."""
-    return [1 + b * SUBNET_BLOCK + offset + h for b in range(SUBNETS[kind]) for h in range(SLOTS_PER_SUBNET)]
+    return [subnet_block_start(b) + offset + h for b in range(SUBNETS[kind]) for h in range(SLOTS_PER_SUBNET)]
+
+
+def message_indices(kind: int) -> list[int]:
+    """Observation indices of the messages an agent receives from the other four (the vector's last elements)."""
+    return list(range(OBS_SIZE[kind] - (len(AGENTS) - 1) * MESSAGE_LENGTH, OBS_SIZE[kind]))
 
 
 def agent_layout(kind: int, host_memory: bool = True) -> dict:
@@ -104,9 +116,9 @@ def agent_layout(kind: int, host_memory: bool = True) -> dict:
         "connection_flags": host_flag_indices(kind, CONNECTION_FLAGS),
         "host_server": [int(h % SLOTS_PER_SUBNET < SERVER_SLOTS) for h in range(HOST_SLOTS[kind])],
         "subnet_facts": [
-            list(range(1 + b * SUBNET_BLOCK, 1 + b * SUBNET_BLOCK + SUBNET_FACTS)) for b in range(SUBNETS[kind])
+            list(range(subnet_block_start(b), subnet_block_start(b) + SUBNET_FACTS)) for b in range(SUBNETS[kind])
         ],
         "phase": PHASE_INDEX,
-        "messages": list(range(OBS_SIZE[kind] - 4 * MESSAGE_LENGTH, OBS_SIZE[kind])),
+        "messages": message_indices(kind),
         "host_memory": host_memory,
     }

@@ -14,7 +14,7 @@ SLEEP = [cc4.sleep_action(cc4.agent_type(a)) for a in cc4.AGENTS]
 class RecordingBackend(SyntheticBackend):
     """The synthetic backend, recording what the adapter submits; can be told to fail or stall."""
 
-    def __init__(self, steps=500, fail_at=None, stall_s=0.0):
+    def __init__(self, steps=cc4.EPISODE_STEPS, fail_at=None, stall_s=0.0):
         super().__init__(seed=0, steps=steps)
         self.submitted, self.team_rewards, self.phases = [], [], []
         self.fail_at, self.stall_s = fail_at, stall_s
@@ -188,23 +188,26 @@ def test_padding_actions_become_sleep():
 
 
 def test_episode_auto_resets_with_evaluation_style_stats():
-    env, backends = make_env(steps=500)
+    env, backends = make_env(steps=cc4.EPISODE_STEPS)
     env.reset(seed=0)
-    for step in range(1, 500):
+    last = cc4.EPISODE_STEPS - 1  # CC4 is done after this step
+    for step in range(1, last + 1):
         obs, rewards, terminated, truncated, infos = env.step(SLEEP)
-        assert terminated[0] == (step == 499)
+        assert terminated[0] == (step == last)
     stats = infos[0]["episode_extra_stats"]
     backend = backends[0]
-    # evaluation.py sums the mean blue reward of every step except the final one (k = 1..498)
-    assert stats["cc4/eval_return"] == pytest.approx(sum(backend.team_rewards[:498]))
+    # evaluation.py sums the mean blue reward of every step except the final one
+    assert stats["cc4/eval_return"] == pytest.approx(sum(backend.team_rewards[: last - 1]))
     for phase in range(3):
-        expected = sum(r for r, p in zip(backend.team_rewards[:498], backend.phases[:498], strict=True) if p == phase)
+        expected = sum(
+            r for r, p in zip(backend.team_rewards[: last - 1], backend.phases[: last - 1], strict=True) if p == phase
+        )
         assert stats[f"cc4/reward_phase_{phase}"] == pytest.approx(expected)
     assert stats["cc4/env_fault"] == 0 and infos[0]["true_objective"] == stats["cc4/eval_return"]
     assert obs[0]["obs"][cc4.PHASE_INDEX] == 0  # the new episode's first observation
-    assert len(backend.submitted) == 499
+    assert len(backend.submitted) == last
     env.step(SLEEP)
-    assert len(backend.submitted) == 500 and backend._t == 1
+    assert len(backend.submitted) == cc4.EPISODE_STEPS and backend._t == 1
 
 
 def test_exception_in_backend_ends_episode_and_rebuilds(caplog):
@@ -316,7 +319,7 @@ class LastObservations:
 def test_command_mix_is_each_commands_share_of_the_free_agents_decisions():
     """cc4/command_<Name> of an episode equals the share of scripted restore-decoy's actions by agents the backend
     did not report busy (a busy agent's action is dropped: no decision) that went to each command; it sums to 1."""
-    from cage_sf.policies import load_policy
+    from cage_sf.scripted import load_policy
 
     k, steps = 2, 60
     backends = []

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from cage_sf import cc4
+from cage_sf.agent import cc4_memory, cc4_networks
 from cage_sf.agent.cc4_memory import (
     AGENT_FEATURES,
     ANALYSED_DECAY,
@@ -55,6 +56,15 @@ class OneAgent:
 
 def hosts(memory):
     return memory.features()[OBS + AGENT_FEATURES :].reshape(16, HOST_FEATURES)
+
+
+def test_the_runtimes_own_copies_of_cc4_facts_equal_their_home():
+    """A submission imports nothing of cage-sf, so the runtime keeps a few CC4 facts of its own: they must not drift."""
+    assert cc4_memory.EPISODE_STEPS == cc4.EPISODE_STEPS
+    assert (cc4_memory.SLOTS_PER_SUBNET, cc4_memory.SERVER_SLOTS) == (cc4.SLOTS_PER_SUBNET, cc4.SERVER_SLOTS)
+    assert cc4_memory.COMMANDS == len(cc4.COMMANDS)
+    assert cc4_networks.MESSAGE_BITS == cc4.MESSAGE_LENGTH
+    assert cc4_networks.SOURCES == cc4.TRAFFIC_SOURCES
 
 
 def test_layout_matches_the_observation_and_action_tables():

@@ -19,7 +19,7 @@ def evaluation_py_return(seed: int) -> float:
     env = CybORGBackend(seed=seed)
     env.reset(seed=seed)
     rewards = []
-    for _ in range(500):
+    for _ in range(cc4.EPISODE_STEPS):
         actions = {agent: SLEEP[agent] for agent in env.agents}
         _, reward, terminated, truncated, _ = env.step(actions)
         if all(terminated.get(a, False) or truncated.get(a, False) for a in env.agents):
@@ -32,7 +32,7 @@ def test_adapter_return_counts_like_evaluation_py():
     seed = 7
     env = CC4SampleFactoryEnv(lambda: CybORGBackend(seed=seed), step_timeout_s=60)
     env.reset(seed=seed)
-    for _ in range(499):
+    for _ in range(cc4.EPISODE_STEPS - 1):
         *_, infos = env.step([SLEEP[a] for a in cc4.AGENTS])
     stats = infos[0]["episode_extra_stats"]
     expected = evaluation_py_return(seed)

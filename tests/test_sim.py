@@ -38,6 +38,12 @@ DECOY_0 = cc4.action_commands(cc4.SMALL).index("DeployDecoy")
 REMOVE_0 = cc4.action_commands(cc4.SMALL).index("Remove")
 ANALYSE_0 = cc4.action_commands(cc4.SMALL).index("Analyse")
 RNG = np.random.default_rng(0)
+BLOCKED_0 = slice(cc4.subnet_block_start(0) + cc4.BLOCKED_SOURCES, cc4.subnet_block_start(0) + cc4.COMMS_POLICY)
+
+
+def received(agent: str) -> list[int]:
+    """Where an agent's observation holds the messages of the other four."""
+    return cc4.message_indices(cc4.agent_type(agent))
 
 
 @pytest.fixture
@@ -77,7 +83,7 @@ def test_reset_shapes_spaces_and_masks(env):
         expected = np.concatenate([env.topology.slot_host[s] >= 0 for s in BLUE_SUBNETS[cc4.AGENTS.index(agent)]])
         assert (slots == expected).all()
         # Reset observation: phase 0, own one-hot, no blocks, no flags, no messages.
-        assert obs[agent][0] == 0 and obs[agent][-32:].sum() == 0
+        assert obs[agent][cc4.PHASE_INDEX] == 0 and obs[agent][received(agent)].sum() == 0
 
 
 def test_masks_do_not_change_within_an_episode_and_are_read_only(env):
@@ -151,7 +157,7 @@ COMMS_TABLE_2_2 = {  # Table 2.2, columns ADM CON INT OFF OZA OZB PAZ RZA RZB
 
 def comms_bits(obs, agent, subnet):
     block = BLUE_SUBNETS[agent].index(subnet)
-    start = 1 + 59 * block + 18
+    start = cc4.subnet_block_start(block) + cc4.COMMS_POLICY
     return "".join(str(b) for b in obs[cc4.AGENTS[agent]][start : start + 9])
 
 
@@ -159,7 +165,7 @@ def test_phases_and_comms_policy_bits():
     sim = make_cc4(seed=0)
     obs, _ = sim.reset()
     seen = {}
-    for k in range(1, 500):
+    for k in range(1, cc4.EPISODE_STEPS):
         obs, *_ = sim.step(SLEEP)
         phase = obs["blue_agent_0"][0]
         assert all(o[0] == phase for o in obs.values())
@@ -172,14 +178,14 @@ def test_phases_and_comms_policy_bits():
     # one-hot of the own subnet(s)
     for agent, subnets in enumerate(BLUE_SUBNETS):
         for block, subnet in enumerate(subnets):
-            onehot = seen[0][cc4.AGENTS[agent]][1 + 59 * block : 10 + 59 * block]
+            onehot = seen[0][cc4.AGENTS[agent]][cc4.subnet_block_start(block) + cc4.SUBNET_ONEHOT :][:NUM_SUBNETS]
             assert list(onehot) == [int(j == subnet) for j in range(NUM_SUBNETS)]
 
 
 def test_termination_at_step_499_then_one_extra_step_then_error():
     sim = make_cc4(seed=1)
     sim.reset()
-    for _ in range(498):
+    for _ in range(cc4.EPISODE_STEPS - 2):
         _, _, terminated, truncated, _ = sim.step(SLEEP)
         assert not any(terminated.values()) and not any(truncated.values())
         assert sim.agents == list(cc4.AGENTS)
@@ -187,7 +193,7 @@ def test_termination_at_step_499_then_one_extra_step_then_error():
     assert all(terminated.values()) and all(truncated.values())
     assert set(terminated) == set(cc4.AGENTS) and sim.agents == []
     assert all(obs[a][0] == 2 for a in cc4.AGENTS)
-    sim.step(SLEEP)  # t = 499 -> 500 is still possible, as in CybORG
+    sim.step(SLEEP)  # the step after the last one is still possible, as in CybORG
     with pytest.raises(ValueError):
         sim.step(SLEEP)
     sim.reset()
@@ -292,9 +298,9 @@ def test_busy_agent_drops_new_action():
     obs, _ = sim.reset()
     sim.step(dict(SLEEP, blue_agent_0=cc4.action_commands(cc4.SMALL).index("Analyse")))  # busy for 1 more step
     obs, *_ = sim.step(dict(SLEEP, blue_agent_0=BLOCK_0))  # dropped
-    assert obs["blue_agent_0"][10:19].sum() == 0
+    assert obs["blue_agent_0"][BLOCKED_0].sum() == 0
     obs, *_ = sim.step(dict(SLEEP, blue_agent_0=BLOCK_0))
-    assert obs["blue_agent_0"][10] == 1  # ADM -> RZA now blocked
+    assert obs["blue_agent_0"][BLOCKED_0][ADM] == 1  # ADM -> RZA now blocked
 
 
 # ------------------------------------------------------------------------------------------ messages and bad input
@@ -303,12 +309,12 @@ def test_messages_delivered_same_step_in_sender_order(env):
     obs, *_ = env.step(SLEEP, messages=messages)
     for agent in cc4.AGENTS:
         expected = np.concatenate([messages[s] for s in cc4.AGENTS if s != agent])
-        assert (obs[agent][-32:] == expected).all(), agent
+        assert (obs[agent][received(agent)] == expected).all(), agent
     obs, *_ = env.step(SLEEP, messages={"blue_agent_3": np.ones(8, dtype=bool)})
-    assert (obs["blue_agent_2"][-32:] == np.r_[np.zeros(16), np.ones(8), np.zeros(8)]).all()
-    assert (obs["blue_agent_3"][-32:] == 0).all()
+    assert (obs["blue_agent_2"][received("blue_agent_2")] == np.r_[np.zeros(16), np.ones(8), np.zeros(8)]).all()
+    assert (obs["blue_agent_3"][received("blue_agent_3")] == 0).all()
     obs, *_ = env.step(SLEEP)
-    assert all((o[-32:] == 0).all() for o in obs.values())
+    assert all((o[received(a)] == 0).all() for a, o in obs.items())
 
 
 def test_bad_inputs_behave_like_cyborg(env):
@@ -332,11 +338,11 @@ def test_bad_inputs_behave_like_cyborg(env):
 # ------------------------------------------------------------------------------------------ blue effects
 def test_block_and_allow_update_observation_and_green_access(env):
     obs, *_ = env.step(dict(SLEEP, blue_agent_0=BLOCK_0 + 1))  # RZA <- CON
-    assert obs["blue_agent_0"][10 + CON] == 1 and env.hosts.blocks[RZA, CON]
+    assert obs["blue_agent_0"][BLOCKED_0][CON] == 1 and env.hosts.blocks[RZA, CON]
     obs, *_ = env.step(dict(SLEEP, blue_agent_0=BLOCK_0 + 1))
-    assert obs["blue_agent_0"][10 + CON] == 1
+    assert obs["blue_agent_0"][BLOCKED_0][CON] == 1
     obs, *_ = env.step(dict(SLEEP, blue_agent_0=ALLOW_0 + 1))
-    assert obs["blue_agent_0"][10:19].sum() == 0
+    assert obs["blue_agent_0"][BLOCKED_0].sum() == 0
     # Blocking every source into RZA makes green accesses between RZA and other subnets fail (ASF).
     for j in range(8):
         env.step(dict(SLEEP, blue_agent_0=BLOCK_0 + j))
@@ -476,11 +482,11 @@ def test_flags_reflect_this_steps_events_only():
         for i, agent in enumerate(cc4.AGENTS):
             for block, subnet in enumerate(BLUE_SUBNETS[i]):
                 hosts = topo.slot_host[subnet]
-                start = 1 + 59 * block
+                start = cc4.subnet_block_start(block)
                 proc = np.where(hosts >= 0, sim.hosts.proc_flag[np.maximum(hosts, 0)], False)
                 conn = np.where(hosts >= 0, sim.hosts.conn_flag[np.maximum(hosts, 0)], False)
-                assert (obs[agent][start + 27 : start + 43] == proc).all()
-                assert (obs[agent][start + 43 : start + 59] == conn).all()
+                assert (obs[agent][start + cc4.PROCESS_FLAGS :][: cc4.SLOTS_PER_SUBNET] == proc).all()
+                assert (obs[agent][start + cc4.CONNECTION_FLAGS :][: cc4.SLOTS_PER_SUBNET] == conn).all()
                 seen_flags += proc.sum() + conn.sum()
     assert seen_flags > 0
 
@@ -587,9 +593,11 @@ def test_index_spaces_labels_and_observation_layout_match_cyborg():
         assert [not x.startswith("[Invalid]") for x in real_labels] == list(real_mask)
         assert real_obs[agent].shape == sim_obs[agent].shape and real_obs[agent].dtype == sim_obs[agent].dtype
         # Episode-independent parts of the reset vector: phase, one-hots, blocks, comms bits, messages.
-        fixed = np.r_[0, np.concatenate([np.arange(1, 28) + 59 * b for b in range(cc4.SUBNETS[cc4.agent_type(agent)])])]
+        kind = cc4.agent_type(agent)
+        facts = [cc4.subnet_block_start(b) + np.arange(cc4.SUBNET_FACTS) for b in range(cc4.SUBNETS[kind])]
+        fixed = np.r_[cc4.PHASE_INDEX, np.concatenate(facts)]
         assert (real_obs[agent][fixed] == sim_obs[agent][fixed]).all()
-        assert (real_obs[agent][-32:] == sim_obs[agent][-32:]).all()
+        assert (real_obs[agent][received(agent)] == sim_obs[agent][received(agent)]).all()
 
 
 def test_red_leaves_files_that_analyse_finds_and_restore_wipes():

@@ -12,6 +12,7 @@ from typing import Protocol
 import numpy as np
 from gymnasium import spaces
 
+from cage_sf import cc4
 from cage_sf.errors import UsageError
 
 BACKENDS = ("auto", "cyborg", "sim", "synthetic", "delayed-payoff", "signalling")
@@ -75,7 +76,7 @@ def resolve_backend(name: str) -> str:
     return name
 
 
-def make_backend(name: str, seed: int | None = None, steps: int = 500) -> CC4Env:
+def make_backend(name: str, seed: int | None = None, steps: int = cc4.EPISODE_STEPS) -> CC4Env:
     name = resolve_backend(name)
     if name == "cyborg":
         from cage_sf.backends.cyborg import CybORGBackend

@@ -60,8 +60,28 @@ class Observer:
             if sender != agent:
                 parts.append(list(range(self._messages + sender * _M, self._messages + (sender + 1) * _M)))
         index = np.concatenate([np.asarray(p, dtype=np.int64) for p in parts])
-        assert len(index) == cc4.OBS_SIZE[cc4.agent_type(cc4.AGENTS[agent])]
+        self._check_layout(index, cc4.agent_type(cc4.AGENTS[agent]))
         return index
+
+    def _check_layout(self, index: np.ndarray, kind: int) -> None:
+        """The vector this gather builds has the layout `cc4` defines (its one home), element group by group."""
+        assert len(index) == cc4.OBS_SIZE[kind]
+        assert index[cc4.PHASE_INDEX] == self._phase
+        for block in range(cc4.SUBNETS[kind]):
+            start = cc4.subnet_block_start(block)
+            onehot = index[start + cc4.SUBNET_ONEHOT : start + cc4.SUBNET_ONEHOT + NUM_SUBNETS]
+            assert set(onehot.tolist()) == {self._zero, self._one}
+            blocked = index[start + cc4.BLOCKED_SOURCES : start + cc4.BLOCKED_SOURCES + NUM_SUBNETS]
+            assert ((blocked >= self._blocks) & (blocked < self._comms)).all()
+            comms = index[start + cc4.COMMS_POLICY : start + cc4.COMMS_POLICY + NUM_SUBNETS]
+            assert ((comms >= self._comms) & (comms < self._proc)).all()
+        for offset, first, end in (
+            (cc4.PROCESS_FLAGS, self._proc, self._conn),
+            (cc4.CONNECTION_FLAGS, self._conn, self._messages),
+        ):
+            flags = index[cc4.host_flag_indices(kind, offset)]
+            assert ((flags >= first) & (flags < end)).all()
+        assert (index[cc4.message_indices(kind)] >= self._messages).all()
 
     def observe(
         self, phase: int, blocks: np.ndarray, proc: np.ndarray, conn: np.ndarray, messages: np.ndarray
