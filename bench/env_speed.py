@@ -19,7 +19,7 @@ from cage_sf.backends import cyborg_available
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=float, default=30)
-    parser.add_argument("--policy", default="random-valid", help="a policy name of cage_sf.policies")
+    parser.add_argument("--policy", default="random-valid", help="a policy name of cage_sf.scripted")
     args = parser.parse_args()
 
     rates = {}

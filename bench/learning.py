@@ -10,7 +10,7 @@ CybORG with CybORG's own evaluation.py, next to the best scripted defender.
 2. export  `cage-sf export` (default checkpoint and mode) to TRAIN_DIR/EXPERIMENT-submission
 3. sim     `cage-sf evaluate --backend=sim` on --episodes episodes (seed --eval_seed), then beside it, on as many
            simulator episodes (seeds eval_seed + k), the scripted defender --scripted and the oracle, which sees
-           the true state (cage_sf/policies.py): the ceiling that tells how far each defender is from the best;
+           the true state (cage_sf/scripted.py): the ceiling that tells how far each defender is from the best;
            the trained policy's command mix (each command's share of its decisions) and its paired difference to
            the scripted defender (episode by episode on the same seeds: mean and SE of trained - scripted)
 4. CybORG  when CybORG is importable: `python -m CybORG.Evaluation.evaluation` on --cyborg_episodes episodes,
@@ -212,8 +212,8 @@ def evaluate_sim(args: argparse.Namespace, submission: Path, out: Path) -> dict:
 
 
 def evaluate_policy_sim(args: argparse.Namespace, policy: str) -> list[float]:
-    """A policy of cage_sf/policies.py (the scripted defender, the oracle) on the simulator, as many episodes."""
-    from cage_sf.benchmark import policy_sim_returns
+    """A policy of cage_sf/scripted.py (the scripted defender, the oracle) on the simulator, as many episodes."""
+    from cage_sf.scripted import policy_sim_returns
 
     print(f"== sim: {policy} on {args.episodes} episodes (seeds {args.eval_seed} + k)", flush=True)
     return policy_sim_returns(policy, args.episodes, args.eval_seed)
@@ -231,7 +231,7 @@ def _stat(mean: float, sem: float, episodes: int) -> dict:
 
 
 def _paired(a: list[float], b: list[float]) -> dict:
-    from cage_sf.evaluate import paired_difference
+    from cage_sf.stats import paired_difference
 
     difference, se = paired_difference(a, b)
     return {"mean": round(difference, 2), "se": round(se, 2), "episodes": len(a)}
@@ -249,10 +249,11 @@ def _line(stat: dict | None) -> str:
 
 
 def run_benchmark(args: argparse.Namespace, overrides: list[str]) -> dict:
-    from cage_sf import benchmark
+    from cage_sf import cyborg_evaluation
     from cage_sf.backends import cyborg_available
-    from cage_sf.evaluate import mean_and_sem, mean_command_mix
+    from cage_sf.evaluate import mean_command_mix
     from cage_sf.plots import plot_learning_curves, read_series, training_seconds
+    from cage_sf.stats import mean_and_sem
 
     run = args.train_dir / args.experiment
     train(args, overrides, run)
@@ -269,16 +270,18 @@ def run_benchmark(args: argparse.Namespace, overrides: list[str]) -> dict:
     if args.cyborg_episodes and not cyborg_available():
         print("== CybORG: not importable, its evaluations are skipped (see README, 'Real CybORG')", flush=True)
     elif args.cyborg_episodes:
-        plan = benchmark.cyborg_plan(args.cyborg_episodes, args.workers, args.eval_seed, args.cyborg_chunk)
+        plan = cyborg_evaluation.cyborg_plan(args.cyborg_episodes, args.workers, args.eval_seed, args.cyborg_chunk)
         print(
             f"== CybORG: evaluation.py on {args.cyborg_episodes} episodes, {len(plan)} processes "
             f"(seeds {plan[0][0]}-{plan[-1][0]}), {min(args.workers, len(plan))} at a time",
             flush=True,
         )
-        trained = benchmark.run_cyborg_evaluation(submission, bench / "cyborg", plan, args.workers, "CybORG: trained")
+        trained = cyborg_evaluation.run_cyborg_evaluation(
+            submission, bench / "cyborg", plan, args.workers, "CybORG: trained"
+        )
         cyborg_return = _stat(trained.mean, trained.sem, trained.episodes)
         if args.scripted != "none":
-            result, cached = benchmark.scripted_cyborg(
+            result, cached = cyborg_evaluation.scripted_cyborg(
                 args.scripted, plan, args.workers, bench / f"scripted-{args.scripted}", args.cache_dir
             )
             print(f"== scripted {args.scripted} on CybORG: {'from the cache' if cached else 'measured and cached'}")

@@ -26,7 +26,8 @@ from gymnasium import spaces  # noqa: E402
 
 from cage_sf.adapter import NUM_ACTIONS, CC4VectorEnv, observation_space  # noqa: E402
 from cage_sf.backends import make_backend  # noqa: E402
-from cage_sf.models import ACTORS, CC4ActorCritic  # noqa: E402
+from cage_sf.models import CC4ActorCritic  # noqa: E402
+from cage_sf.params import ACTORS  # noqa: E402
 from cage_sf.train import resolve_config  # noqa: E402
 
 

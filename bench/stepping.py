@@ -8,7 +8,7 @@ import numpy as np
 
 from cage_sf.backends import make_backend
 from cage_sf.gc_tuning import tune_garbage_collector
-from cage_sf.policies import load_policy
+from cage_sf.scripted import load_policy
 
 
 def env_steps_in(backend: str, policy: str, seconds: float, seed: int = 0, tuned_gc: bool = False) -> int:

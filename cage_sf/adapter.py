@@ -38,7 +38,7 @@ from cage_sf.sim.env import PRIVILEGED_STATE_SIZE
 log = logging.getLogger(__name__)
 
 FEATURES = tuple(feature_size(cc4.agent_layout(kind)) for kind in (cc4.SMALL, cc4.LARGE))  # by agent type
-OBS_SIZE = max(FEATURES)
+PADDED_FEATURES = max(FEATURES)  # one row's width: the large agent's features, the small ones' zero-padded
 TEAM_SIZE = sum(FEATURES[cc4.agent_type(a)] for a in cc4.AGENTS)
 NUM_ACTIONS = max(cc4.NUM_ACTIONS)
 
@@ -64,7 +64,7 @@ def action_space(messages: bool) -> spaces.Space:
 
 def observation_space(privileged: bool = False) -> spaces.Dict:
     keys = {
-        "obs": spaces.Box(0.0, 2.0, (OBS_SIZE,), np.float32),
+        "obs": spaces.Box(0.0, 2.0, (PADDED_FEATURES,), np.float32),
         "team": spaces.Box(0.0, 2.0, (TEAM_SIZE,), np.float32),
         "agent_type": spaces.Box(0.0, 1.0, (1,), np.float32),
         "valid_actions": spaces.Box(0.0, 1.0, (NUM_ACTIONS,), np.float32),
@@ -124,11 +124,11 @@ class CC4VectorEnv(gym.Env):
         self._stagger_steps = stagger_steps
         self._steps_to_cut = np.zeros(k, np.int64)  # > 0: steps left in a staggered first episode
         self._faults = 0
-        self._obs = np.zeros((k, AGENTS_PER_ENV, OBS_SIZE), np.float32)
+        self._obs = np.zeros((k, AGENTS_PER_ENV, PADDED_FEATURES), np.float32)
         self._team = np.zeros((k, AGENTS_PER_ENV, TEAM_SIZE), np.float32)
         self._valid = np.zeros((k, AGENTS_PER_ENV, NUM_ACTIONS), np.float32)
         self._outputs = {
-            "obs": self._obs.reshape(self.num_agents, OBS_SIZE),
+            "obs": self._obs.reshape(self.num_agents, PADDED_FEATURES),
             "team": self._team.reshape(self.num_agents, TEAM_SIZE),
             "agent_type": np.tile([cc4.agent_type(a) for a in cc4.AGENTS], k).astype(np.float32)[:, None],
             "valid_actions": self._valid.reshape(self.num_agents, NUM_ACTIONS),

@@ -60,7 +60,7 @@ def _parser() -> argparse.ArgumentParser:
         "--policy",
         default="sleep",
         help="sleep, random, random-valid, remove-restore, restore-decoy, analyse-restore or module:function "
-        "(cage_sf/policies.py)",
+        "(cage_sf/scripted.py)",
     )
     parity.add_argument("--episodes", type=_count, default=100, help="CybORG episodes (about 20 s each)")
     parity.add_argument("--sim-episodes", type=_count, help="simulator episodes (default: 10x --episodes)")

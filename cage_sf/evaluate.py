@@ -24,8 +24,7 @@ from cage_sf.backends import make_backend
 from cage_sf.divergence import check_finite
 from cage_sf.errors import UsageError
 from cage_sf.plots import plot_evaluation
-
-EPISODE_LENGTH = 500
+from cage_sf.stats import mean_and_sem
 
 
 def evaluation_episode(
@@ -34,7 +33,7 @@ def evaluation_episode(
     """Play one episode as CybORG's `evaluation.py` does, yielding (k, observations, team reward) after every
     step k. The reward is None on the step where every agent is done: evaluation.py does not count it."""
     observations, _ = env.reset()
-    for k in range(1, EPISODE_LENGTH + 1):
+    for k in range(1, cc4.EPISODE_STEPS + 1):
         observations, reward, terminated, truncated, _ = env.step(choose(observations))
         done = {a: terminated.get(a, False) or truncated.get(a, False) for a in env.agents}
         if all(done.values()):
@@ -78,8 +77,8 @@ class Played(NamedTuple):
 def play(agents: dict, backend: str, episodes: int, seed: int | None = None, progress: str | None = None) -> Played:
     """Episodes of `agents` (objects with `attach` and `get_action`) on a backend, counted as `evaluation.py` does.
     With a seed, episode k is played on a fresh backend seeded seed + k (what `evaluation.py --seed=seed+k` plays
-    first): every policy meets the same episodes, so two can be compared episode by episode (`paired_difference`).
-    Without one, a single unseeded backend plays them all."""
+    first): every policy meets the same episodes, so two can be compared episode by episode
+    (`cage_sf.stats.paired_difference`). Without one, a single unseeded backend plays them all."""
     env, counts = None, np.zeros(len(cc4.COMMANDS))
     command_of = {name: cc4.agent_layout(cc4.agent_type(name))["command"] for name in agents}
 
@@ -123,16 +122,6 @@ def command_mix_line(mix: dict[str, float]) -> str:
     return ", ".join(f"{command} {share:.1%}" for command, share in mix.items())
 
 
-def mean_and_sem(returns: list[float]) -> tuple[float, float]:
-    return mean(returns), (stdev(returns) / len(returns) ** 0.5 if len(returns) > 1 else 0.0)
-
-
-def paired_difference(a: list[float], b: list[float]) -> tuple[float, float]:
-    """Mean and SE of a - b over matched episodes (same seeds): what both episodes share (the network drawn at the
-    start, red's first moves) cancels, so the SE is smaller than that of the difference of two independent means."""
-    return mean_and_sem([x - y for x, y in zip(a, b, strict=True)])
-
-
 def evaluate(submission: Path, episodes: int, seed: int | None, backend: str, out: Path) -> dict:
     """The submission as exported, then with its other action mode (greedy or sampled) on the same seeds."""
     agents, config = load_agents(submission)
@@ -148,7 +137,7 @@ def evaluate(submission: Path, episodes: int, seed: int | None, backend: str, ou
     info = config["submission"]
     summary = {
         "submission": {"author": info["name"], "team": info["team"], "technique": info["technique"]},
-        "parameters": {"seed": seed, "episode_length": EPISODE_LENGTH, "max_episodes": episodes, "backend": backend},
+        "parameters": {"seed": seed, "episode_length": cc4.EPISODE_STEPS, "max_episodes": episodes, "backend": backend},
         "time": {"start": str(start), "end": str(end), "elapsed": str(end - start)},
         "reward": {"mean": mean(returns), "stdev": stdev(returns) if len(returns) > 1 else 0.0},
         "agents": {name: str(agent) for name, agent in agents.items()},

@@ -106,7 +106,7 @@ def select(
     noisy 100-episode training windows (a winner's curse), and whether greedy or sampled actions play better
     depends on the policy. Matched episodes make the differences between candidates far less noisy than their
     means."""
-    from cage_sf.evaluate import mean_and_sem, paired_difference
+    from cage_sf.stats import mean_and_sem, paired_difference
 
     scored = {}
     jobs = [(checkpoint, mode) for checkpoint in candidates for mode in modes]

@@ -9,7 +9,6 @@ decisions of free agents are imitated (a busy agent's only choice is Sleep).
 
 from __future__ import annotations
 
-import argparse
 import os
 import time
 from dataclasses import dataclass
@@ -24,48 +23,10 @@ from cage_sf.adapter import NUM_ACTIONS, CC4VectorEnv, action_space, observation
 from cage_sf.agent.cc4_agent import one_thread
 from cage_sf.backends import make_backend
 from cage_sf.losses import anchor_path
-from cage_sf.policies import BUILTIN, Policy, load_policy, true_state
+from cage_sf.scripted import Policy, load_policy, true_state
 
 NUM_ENVS = 8  # simulator episodes played side by side while recording
 HELD_OUT_SEED = 1_000_000  # held-out demonstrations' seeds start here (training's at the run's seed)
-
-
-def add_imitation_args(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group("imitation warm start (a fresh run only)")
-    group.add_argument(
-        "--imitate",
-        default="none",
-        choices=["none", *BUILTIN],
-        help="a scripted defender of cage_sf.policies the networks imitate before reinforcement learning starts",
-    )
-    group.add_argument("--imitate_episodes", default=32, type=int, help="simulator episodes of demonstrations")
-    group.add_argument("--imitate_epochs", default=10, type=int, help="passes over the demonstrations")
-    group.add_argument("--imitate_lr", default=1e-3, type=float, help="Adam's learning rate while imitating")
-    group.add_argument(
-        "--imitate_smoothing",
-        default=0.0,
-        type=float,
-        help="share of each imitated decision spread evenly over the valid commands (then over each command's "
-        "targets), so reinforcement learning can still try what the teacher never does",
-    )
-    group.add_argument(
-        "--anchor_coeff", default=0.0, type=float, help="weight of the actors' KL to the imitated policy (losses.py)"
-    )
-    group.add_argument(
-        "--anchor_decay_steps",
-        default=10_000_000,
-        type=int,
-        help="agent steps over which the anchor's weight falls linearly to --anchor_floor",
-    )
-    group.add_argument(
-        "--anchor_floor",
-        default=0.0,
-        type=float,
-        help="the anchor's weight once its decay is over (at most --anchor_coeff)",
-    )
-    group.add_argument(
-        "--critic_warmup_steps", default=0, type=int, help="agent steps at the start that train only the critics"
-    )
 
 
 class _Teacher:

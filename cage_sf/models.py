@@ -18,7 +18,6 @@ value it uses (sf_compat), and the critics are most of the model's cost.
 
 from __future__ import annotations
 
-import argparse
 from collections.abc import Mapping
 
 import torch
@@ -28,37 +27,16 @@ from sample_factory.algo.utils.tensor_dict import TensorDict
 from sample_factory.model.actor_critic import ActorCritic
 from sample_factory.model.model_utils import model_device
 from sample_factory.utils.typing import ActionSpace, Config, ObsSpace
-from sample_factory.utils.utils import str2bool
 from torch import Tensor, nn
 
 from cage_sf import cc4, sf_compat
-from cage_sf.adapter import FEATURES, NUM_ACTIONS, OBS_SIZE, TEAM_SIZE
+from cage_sf.adapter import FEATURES, NUM_ACTIONS, PADDED_FEATURES, TEAM_SIZE
 from cage_sf.agent.cc4_networks import ACTIVATIONS, MESSAGE_BITS, make_actors, mlp
 from cage_sf.sim.env import PRIVILEGED_STATE_SIZE
 
 sf_compat.apply()
 
 MASKED_LOGIT = -1e9
-ACTORS = ("mlp", "entity")
-
-
-def add_model_args(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group("CC4 model")
-    group.add_argument("--actor", default="mlp", choices=ACTORS, help="actor network (cc4_networks.py)")
-    group.add_argument("--entity_width", default=64, type=int, help="the entity actor's embedding width")
-    group.add_argument(
-        "--factored_actions",
-        default=False,
-        type=str2bool,
-        help="the actors choose a command, then its target (cc4_networks.compose): the same flat action index",
-    )
-    group.add_argument(
-        "--privileged_critic",
-        default=False,
-        type=str2bool,
-        help="the critics also see the simulator's true state (red's privilege per host, decoys, files, blocks, "
-        "step); the actors, and so the exported agents, never do",
-    )
 
 
 def model_config(cfg: Config) -> dict:
@@ -80,7 +58,7 @@ def model_config(cfg: Config) -> dict:
 
 class CC4ActorCritic(ActorCritic):
     def __init__(self, obs_space: ObsSpace, action_space: ActionSpace, cfg: Config):
-        super().__init__(obs_space, action_space, cfg)  # feed-forward, separate critics: presets.COMBINATIONS
+        super().__init__(obs_space, action_space, cfg)  # feed-forward, separate critics: params.COMBINATIONS
         self.values_at_inference = not cfg.with_vtrace  # GAE reads the values the inference worker stored
         self.messages = cfg.messages
         activation = ACTIVATIONS[cfg.nonlinearity]
@@ -115,7 +93,7 @@ class CC4ActorCritic(ActorCritic):
     ) -> TensorDict:
         """`values=False` leaves the values at 0 (the inference worker's call under V-trace)."""
         obs, critic_input, agent_type, valid = torch.split(
-            core_output, [OBS_SIZE, self.critic_size, 1, NUM_ACTIONS], dim=1
+            core_output, [PADDED_FEATURES, self.critic_size, 1, NUM_ACTIONS], dim=1
         )
         rows = [torch.nonzero(agent_type[:, 0] < 0.5).squeeze(1), torch.nonzero(agent_type[:, 0] >= 0.5).squeeze(1)]
 

@@ -28,23 +28,29 @@ import numpy as np
 
 from cage_sf import cc4
 from cage_sf.backends import cyborg_available, make_backend
-from cage_sf.evaluate import EPISODE_LENGTH, evaluation_episode, phase_of
-from cage_sf.policies import load_policy
+from cage_sf.evaluate import evaluation_episode, phase_of
+from cage_sf.scripted import load_policy
 from cage_sf.sim.red import ACTION_NAMES, WD
-from cage_sf.sim.topology import MAX_SERVERS, MAX_USERS, MIN_SERVERS, MIN_USERS, NUM_RED
+from cage_sf.sim.topology import (
+    BLUE_SUBNETS,
+    CON,
+    MAX_SERVERS,
+    MAX_USERS,
+    MIN_SERVERS,
+    MIN_USERS,
+    NUM_RED,
+    SUBNET_NAMES,
+)
+from cage_sf.stats import mean_and_sem
 
 STATS_VERSION = 4  # bump when a statistic's definition changes: cached episodes are then recomputed
 HOLDING_STEPS = (100, 250, 400, 499)
 DEFENDED = {  # subnet name -> (blue agent, block index inside its observation / action slots)
-    "restricted_zone_a_subnet": (0, 0),
-    "operational_zone_a_subnet": (1, 0),
-    "restricted_zone_b_subnet": (2, 0),
-    "operational_zone_b_subnet": (3, 0),
-    "admin_network_subnet": (4, 0),
-    "office_network_subnet": (4, 1),
-    "public_access_zone_subnet": (4, 2),
+    SUBNET_NAMES[subnet]: (agent, block)
+    for agent, subnets in enumerate(BLUE_SUBNETS)
+    for block, subnet in enumerate(subnets)
 }
-POPULATED = (*DEFENDED, "contractor_network_subnet")
+POPULATED = (*DEFENDED, SUBNET_NAMES[CON])
 TERMS = ("lwf", "asf", "ria", "restore")
 # §11.5 per episode: actions due (executed or dropped for a stale session id), dropped ones, successes of
 # executed ones. CybORG's own counters call a dropped action TRUE: red's observation then holds only the
@@ -150,8 +156,8 @@ class CybORGProbe:
 
 
 def flag_slices(agent: int) -> list[tuple[str, int]]:
-    """(subnet, start of its 59-element block) for each subnet an agent observes."""
-    return [(name, 1 + block * cc4.SUBNET_BLOCK) for name, (a, block) in DEFENDED.items() if a == agent]
+    """(subnet, start of its block of the observation) for each subnet an agent observes."""
+    return [(name, cc4.subnet_block_start(block)) for name, (a, block) in DEFENDED.items() if a == agent]
 
 
 def record_episode(engine: str, policy: str, seed: int) -> dict[str, float]:
@@ -170,7 +176,7 @@ def record_episode(engine: str, policy: str, seed: int) -> dict[str, float]:
     stats |= {f"phase{p}/{term}": 0.0 for p in range(3) for term in ("sum", *TERMS)}
     stats |= {f"red/{name}": 0.0 for name in RED_ACTIONS} | {f"red/{name}/dropped": 0.0 for name in RED_ACTIONS}
     stats |= {f"red/{name}/success": 0.0 for name in RED_SUCCESSES}
-    first_active = {f"red/agent{i}/first_active": float(EPISODE_LENGTH) for i in RED_AGENTS}
+    first_active = {f"red/agent{i}/first_active": float(cc4.EPISODE_STEPS) for i in RED_AGENTS}
     hosts = {}
     flags = {f"flags/{kind}/{name}": 0.0 for name in DEFENDED for kind in ("process", "connection")}
     stats["analysis/findings"] = 0.0  # hosts where a finished Analyse found red's files
@@ -178,15 +184,20 @@ def record_episode(engine: str, policy: str, seed: int) -> dict[str, float]:
     for k, obs, team_reward in evaluation_episode(env, choose):
         if k == 1:
             for name, (agent, block) in DEFENDED.items():
-                hosts[name] = masks[cc4.AGENTS[agent]][16 * block : 16 * block + 16]
-                stats[f"topology/{name}/servers"] = float(hosts[name][:6].sum())
-                stats[f"topology/{name}/users"] = float(hosts[name][6:].sum())
+                slots = masks[cc4.AGENTS[agent]][cc4.SLOTS_PER_SUBNET * block :][: cc4.SLOTS_PER_SUBNET]
+                hosts[name] = slots
+                stats[f"topology/{name}/servers"] = float(slots[: cc4.SERVER_SLOTS].sum())
+                stats[f"topology/{name}/users"] = float(slots[cc4.SERVER_SLOTS :].sum())
         steps = k
         stats["analysis/findings"] += sum(int(env.analysis(a).sum()) for a in cc4.AGENTS)
         for i, agent in enumerate(cc4.AGENTS):
             for name, start in flag_slices(i):
-                flags[f"flags/process/{name}"] += obs[agent][start + cc4.PROCESS_FLAGS :][:16] @ hosts[name]
-                flags[f"flags/connection/{name}"] += obs[agent][start + cc4.CONNECTION_FLAGS :][:16] @ hosts[name]
+                flags[f"flags/process/{name}"] += (
+                    obs[agent][start + cc4.PROCESS_FLAGS :][: cc4.SLOTS_PER_SUBNET] @ hosts[name]
+                )
+                flags[f"flags/connection/{name}"] += (
+                    obs[agent][start + cc4.CONNECTION_FLAGS :][: cc4.SLOTS_PER_SUBNET] @ hosts[name]
+                )
         for name, success in probe.red_actions():
             stats[f"red/{name}"] += 1
             stats[f"red/{name}/dropped"] += success is None
@@ -253,10 +264,6 @@ def collect(engine: str, policy: str, seeds: range, workers: int, cache_dir: Pat
     return {key: np.array([row[key] for row in rows]) for key in rows[0]}
 
 
-def mean_sem(values: np.ndarray) -> tuple[float, float]:
-    return float(values.mean()), float(values.std(ddof=1) / math.sqrt(len(values)))
-
-
 def topology_covariates(stats: dict[str, np.ndarray]) -> np.ndarray | None:
     """Each episode's host counts minus their exact expectation: both engines draw users U{3..10} and servers
     U{1..6} per subnet, so the expectation is known and needs no estimate."""
@@ -277,12 +284,12 @@ def adjusted_mean_sem(values: np.ndarray, covariates: np.ndarray | None) -> tupl
     """
     n = len(values)
     if covariates is None or n <= 2 * (covariates.shape[1] + 1):
-        return mean_sem(values)
+        return mean_and_sem(values)
     design = np.column_stack([np.ones(n), covariates])
     beta, _, rank, _ = np.linalg.lstsq(design, values, rcond=None)
     residual = values - design @ beta
     if rank < design.shape[1] or not residual.any():
-        return mean_sem(values)
+        return mean_and_sem(values)
     variance = residual @ residual / (n - design.shape[1])
     return float(beta[0]), float(math.sqrt(variance * np.linalg.inv(design.T @ design)[0, 0]))
 
@@ -319,7 +326,7 @@ def compare(sim: dict[str, np.ndarray], cyborg: dict[str, np.ndarray] | None, ma
             "margin": margin,
             "tost_equivalent": equivalent,
             "plain_gap": ret["plain_gap"],
-            "plain_ci90_halfwidth": z * math.hypot(*(mean_sem(e["return"])[1] for e in engines.values())),
+            "plain_ci90_halfwidth": z * math.hypot(*(mean_and_sem(e["return"])[1] for e in engines.values())),
         }
     return report
 

@@ -1,10 +1,10 @@
-"""A scripted defender of `cage_sf.policies` as a CAGE Challenge 4 submission for CybORG's own evaluation.
+"""A scripted defender of `cage_sf.scripted` as a CAGE Challenge 4 submission for CybORG's own evaluation.
 
     write_submission(Path("scripted"), "restore-decoy")
     python -m CybORG.Evaluation.evaluation scripted out/
 
 CybORG's `evaluation.py` asks each blue agent for its own action (`get_action(observation, action_space)`),
-while a policy of `cage_sf.policies` maps all five agents' observations to five actions. `ScriptedAgent` gives
+while a policy of `cage_sf.scripted` maps all five agents' observations to five actions. `ScriptedAgent` gives
 each agent its own instance of the policy and calls it with that agent's observation and action mask alone:
 the reactive defenders decide each agent from its own observations and history, so every agent plays the
 action the joint policy would have chosen for it. An agent tells a new episode from the env's step counter
@@ -22,9 +22,9 @@ import numpy as np
 from cage_sf import cc4
 from cage_sf.agent.cc4_agent import analysis, episode_step
 from cage_sf.errors import UsageError
-from cage_sf.policies import Policy, load_policy
+from cage_sf.scripted import Policy, load_policy
 
-SUBMISSION_PY = '''"""cage-sf's scripted defender {policy!r} (cage_sf/policies.py) as a CAGE Challenge 4 submission.
+SUBMISSION_PY = '''"""cage-sf's scripted defender {policy!r} (cage_sf/scripted.py) as a CAGE Challenge 4 submission.
 
 Written by cage_sf.scripted_submission; needs cage_sf importable. Evaluate with
 `python -m CybORG.Evaluation.evaluation <this directory> <output directory>`.
@@ -41,7 +41,7 @@ POLICY = {policy!r}
 class Submission:
     NAME: str = "cage-sf scripted {policy}"
     TEAM: str = "cage-sf"
-    TECHNIQUE: str = "scripted {policy} defender (cage_sf.policies)"
+    TECHNIQUE: str = "scripted {policy} defender (cage_sf.scripted)"
     AGENTS: dict = scripted_agents(POLICY)
 
     def wrap(env: CybORG) -> EnterpriseMAE:

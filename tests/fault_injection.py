@@ -30,7 +30,7 @@ from sample_factory.algo.sampling.inference_worker import InferenceWorker
 from sample_factory.algo.utils.context import global_model_factory
 from sample_factory.envs.env_utils import register_env
 
-from cage_sf import cli, env_registry, models, presets
+from cage_sf import cli, env_registry, models, params
 
 FAULT = os.environ.get("CAGE_SF_FAULT", "")
 
@@ -64,7 +64,7 @@ else:
 if FAULT == "stall":
     InferenceWorker._handle_policy_steps = lambda self, timing: None
 if FAULT == "learner":
-    del presets.DOMAINS["learning_rate"]
+    del params.DOMAINS["learning_rate"]
 if FAULT == "diverge":
     Learner._value_loss = diverging_value_loss
 

@@ -1,4 +1,4 @@
-"""The learning benchmark's pieces (bench/learning.py, cage_sf/benchmark.py, cage_sf/scripted_submission.py and
+"""The learning benchmark's pieces (bench/learning.py, cage_sf/cyborg_evaluation.py, cage_sf/scripted_submission.py and
 the two-panel learning curves of cage_sf/plots.py), without training anything."""
 
 import importlib.util
@@ -12,12 +12,13 @@ import numpy as np
 import pytest
 
 from cage_sf import cc4
-from cage_sf.benchmark import Group, cyborg_plan, pooled, read_cyborg_output
+from cage_sf.cyborg_evaluation import cyborg_plan, read_cyborg_output
 from cage_sf.errors import UsageError
-from cage_sf.evaluate import evaluation_episode, mean_and_sem, paired_difference
-from cage_sf.policies import load_policy
+from cage_sf.evaluate import evaluation_episode
+from cage_sf.scripted import load_policy
 from cage_sf.scripted_submission import ScriptedAgent, scripted_agents, write_submission
 from cage_sf.sim import make_cc4
+from cage_sf.stats import Group, mean_and_sem, paired_difference, pooled
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -142,7 +143,7 @@ def test_written_submission_names_the_policy_and_refuses_unknown_ones(tmp_path):
 @pytest.mark.cyborg
 @pytest.mark.slow
 def test_scripted_defender_through_cyborgs_evaluation_is_pooled_and_cached(tmp_path):
-    from cage_sf.benchmark import scripted_cyborg
+    from cage_sf.cyborg_evaluation import scripted_cyborg
 
     plan = [(0, 2), (1, 2)]
     result, cached = scripted_cyborg("restore-decoy", plan, 2, tmp_path / "work", cache_dir=tmp_path / "cache")
@@ -372,20 +373,22 @@ def test_the_benchmark_reports_the_scripted_defender_and_the_oracle_on_the_simul
 
 def test_the_benchmark_pairs_the_trained_and_scripted_cyborg_episodes_of_the_same_seeds(tmp_path, monkeypatch, capsys):
     """CybORG's per-episode returns of both, in plan order: trained - scripted episode by episode."""
-    from cage_sf import backends, benchmark
+    from cage_sf import backends, cyborg_evaluation
 
     bench, (args, overrides), _ = stubbed_bench(tmp_path, monkeypatch, ["--cyborg_episodes=4", "--workers=2"])
     monkeypatch.setattr(bench, "evaluate_policy_sim", lambda args, policy: [-160.0, -165.0])
     monkeypatch.setattr(backends, "cyborg_available", lambda: True)
     plans = []
 
-    def played(returns: list[float], plan) -> benchmark.CybORGResult:
+    def played(returns: list[float], plan) -> cyborg_evaluation.CybORGResult:
         plans.append(plan)
-        return benchmark.CybORGResult(*mean_and_sem(returns), len(returns), returns, plan)
+        return cyborg_evaluation.CybORGResult(*mean_and_sem(returns), len(returns), returns, plan)
 
     trained, scripted = [-100.0, -120.0, -140.0, -160.0], [-110.0, -115.0, -150.0, -170.0]  # differences 10 -5 10 10
-    monkeypatch.setattr(benchmark, "run_cyborg_evaluation", lambda sub, out, plan, workers, desc: played(trained, plan))
-    monkeypatch.setattr(benchmark, "scripted_cyborg", lambda policy, plan, *_: (played(scripted, plan), True))
+    monkeypatch.setattr(
+        cyborg_evaluation, "run_cyborg_evaluation", lambda sub, out, plan, workers, desc: played(trained, plan)
+    )
+    monkeypatch.setattr(cyborg_evaluation, "scripted_cyborg", lambda policy, plan, *_: (played(scripted, plan), True))
     result = bench.run_benchmark(args, overrides)
     assert plans[0] == plans[1] == [(0, 2), (1, 2)]  # the same processes and seeds for both
     assert result["cyborg_minus_scripted"] == {"mean": 6.25, "se": 3.75, "episodes": 4}  # stdev 7.5, / sqrt(4)

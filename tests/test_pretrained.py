@@ -13,9 +13,9 @@ import torch
 
 from cage_sf import cc4
 from cage_sf.backends import make_backend
-from cage_sf.benchmark import policy_sim_returns
 from cage_sf.evaluate import load_agents, play
 from cage_sf.export import AGENT_RUNTIME
+from cage_sf.scripted import policy_sim_returns
 
 REPO = Path(__file__).resolve().parents[1]
 PRETRAINED = REPO / "pretrained" / "cc4-leaderboard"

@@ -1,15 +1,14 @@
 import numpy as np
 import pytest
 
-from cage_sf import cc4, policies
+from cage_sf import cc4, scripted
 from cage_sf.backends import make_backend
-from cage_sf.benchmark import policy_sim_returns
 from cage_sf.errors import UsageError
-from cage_sf.evaluate import mean_and_sem
-from cage_sf.policies import load_policy
+from cage_sf.scripted import load_policy, policy_sim_returns
 from cage_sf.scripted_submission import scripted_agents, write_submission
 from cage_sf.sim.env import PRIVILEGED_STATE_SIZE
 from cage_sf.sim.topology import ADM, NUM_SUBNETS, PAZ, RZA
+from cage_sf.stats import mean_and_sem
 
 SLEEP = {a: cc4.sleep_action(cc4.agent_type(a)) for a in cc4.AGENTS}
 
@@ -68,8 +67,8 @@ def test_restore_decoy_deploys_decoys_on_servers_then_restores(episode_start):
 
 
 def test_module_function_and_class_policies():
-    assert load_policy("cage_sf.policies:sleep")()({}, {}, None) == SLEEP
-    assert type(load_policy("cage_sf.policies:RemoveRestore")()).__name__ == "RemoveRestore"
+    assert load_policy("cage_sf.scripted:sleep")()({}, {}, None) == SLEEP
+    assert type(load_policy("cage_sf.scripted:RemoveRestore")()).__name__ == "RemoveRestore"
 
 
 @pytest.mark.parametrize(("name", "message"), [("nope", "unknown policy"), ("os:nope", "cannot load policy")])
@@ -95,7 +94,7 @@ def test_analyse_restore_analyses_in_turn_and_restores_what_it_found_or_saw_flag
 
 def test_a_policy_with_the_wrong_arguments_is_refused():
     with pytest.raises(UsageError, match=r"must take \(observations, masks, rng, analysis\)"):
-        load_policy("cage_sf.policies:process_flags")
+        load_policy("cage_sf.scripted:process_flags")
 
 
 # ---- the oracle: a defender that sees the true state -----------------------------------------------------------
@@ -148,11 +147,11 @@ def test_the_oracle_beats_analyse_restore_on_the_simulator_by_several_sem():
 def test_the_oracle_refuses_a_backend_without_the_true_state():
     oracle = load_policy("oracle")()
     with pytest.raises(UsageError, match=r"only our simulator gives \(--backend=sim\), not SyntheticBackend"):
-        policies.true_state(oracle, make_backend("synthetic", seed=0))
+        scripted.true_state(oracle, make_backend("synthetic", seed=0))
     with pytest.raises(UsageError, match="reads the true state") as refused:
         oracle(quiet_obs(), {}, None, None)  # a loop that passes no state, as on CybORG
     assert "\n" not in str(refused.value)
-    assert policies.true_state(load_policy("analyse-restore")(), make_backend("synthetic", seed=0)) == {}
+    assert scripted.true_state(load_policy("analyse-restore")(), make_backend("synthetic", seed=0)) == {}
 
 
 def test_the_oracle_is_never_a_cyborg_submission(tmp_path):

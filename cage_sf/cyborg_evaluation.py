@@ -1,5 +1,5 @@
-"""Pieces of the learning benchmark (`bench/learning.py`): CybORG's own `evaluation.py` run in parallel
-processes and pooled, scripted defenders on CybORG (cached) and on our simulator, and the statistics.
+"""CybORG's own `evaluation.py` run in parallel processes and pooled, for a submission and (cached) for a scripted
+defender: the CybORG half of the learning benchmark (`bench/learning.py`).
 
 CybORG's `evaluation.py` plays `--max-eps` episodes from one `--seed` and writes the mean and stdev
 (`summary.json`) and every episode's return (`total reward:` lines of `full.txt`). The benchmark splits the
@@ -21,39 +21,14 @@ import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from statistics import mean, stdev
 
 from tqdm import tqdm
+
+from cage_sf.stats import Group, pooled
 
 REPO = Path(__file__).resolve().parent.parent
 CACHE_DIR = Path.home() / ".cache" / "cage-sf" / "learning-bench"
 TOTAL_REWARD = re.compile(r"^ total reward: (\S+)$", re.MULTILINE)
-
-
-@dataclass(frozen=True)
-class Group:
-    """Mean, sample stdev and size of some episodes' returns (e.g. one evaluation.py process)."""
-
-    mean: float
-    stdev: float
-    n: int
-
-    @classmethod
-    def of(cls, returns: list[float]) -> Group:
-        return cls(mean(returns), stdev(returns) if len(returns) > 1 else 0.0, len(returns))
-
-
-def pooled(groups: list[Group]) -> tuple[float, float, int]:
-    """Mean, SEM and count of all episodes of several groups from each group's mean, stdev and size alone:
-    the exact sample variance of the union is (sum of within-group squares + sum of n_i (m_i - m)^2) / (N - 1)."""
-    n = sum(g.n for g in groups)
-    if n == 0:
-        raise ValueError("no episodes to pool")
-    m = sum(g.n * g.mean for g in groups) / n
-    if n == 1:
-        return m, 0.0, 1
-    squares = sum((g.n - 1) * g.stdev**2 + g.n * (g.mean - m) ** 2 for g in groups)
-    return m, math.sqrt(squares / (n - 1) / n), n
 
 
 def cyborg_plan(episodes: int, workers: int, seed: int, chunk: int = 5) -> list[tuple[int, int]]:
@@ -153,7 +128,7 @@ def run_cyborg_evaluation(
 
 
 def _policy_version() -> str:
-    names = ("policies.py", "scripted_submission.py", "cc4.py", "agent/cc4_agent.py")
+    names = ("scripted.py", "scripted_submission.py", "cc4.py", "agent/cc4_agent.py")
     sources = [REPO / "cage_sf" / name for name in (*names, "agent/cc4_memory.py")]
     return hashlib.sha256(b"".join(p.read_bytes() for p in sources)).hexdigest()[:12]
 
@@ -182,34 +157,3 @@ def scripted_cyborg(
     cached.parent.mkdir(parents=True, exist_ok=True)
     cached.write_text(json.dumps(asdict(result) | {"policy": policy}))
     return result, False
-
-
-def policy_sim_returns(policy: str, episodes: int, seed: int = 0) -> list[float]:
-    """A policy of `cage_sf.policies` deciding all five agents at once on our simulator, with the true state for one
-    that reads it (the oracle, which cannot be a submission), in the loop of CybORG's evaluation.py. Episode k is
-    seeded `seed + k`, so every policy meets the same networks."""
-    import numpy as np
-
-    from cage_sf.backends import make_backend
-    from cage_sf.policies import load_policy
-
-    new_policy, rng = load_policy(policy), np.random.default_rng(seed)
-    episodes_ = tqdm(range(episodes), desc=f"sim: {policy}", unit="episode", file=sys.stderr)
-    return [_sim_return(new_policy(), make_backend("sim", seed=seed + k), rng) for k in episodes_]
-
-
-def _sim_return(act, env, rng) -> float:
-    """One episode's return, counted as evaluation.py counts it."""
-    from cage_sf import cc4
-    from cage_sf.evaluate import evaluation_episode
-    from cage_sf.policies import true_state
-
-    masks: dict = {}
-
-    def choose(observations: dict) -> dict[str, int]:
-        if env.step_count == 0:  # this episode's masks, drawn at reset
-            masks.update({agent: env.action_mask(agent) for agent in cc4.AGENTS})
-        analysis = {agent: env.analysis(agent) for agent in cc4.AGENTS}
-        return act(observations, masks, rng, analysis, **true_state(act, env))
-
-    return sum(reward for _, _, reward in evaluation_episode(env, choose) if reward is not None)

@@ -1,4 +1,4 @@
-"""Scripted blue policies for benchmarks and parity runs.
+"""Scripted blue defenders: teachers for imitation, yardsticks for benchmarks, and the policies of parity runs.
 
 `load_policy(name)` returns a factory: call it for a fresh policy at the start of each episode. A policy
 maps (observations, action masks, rng, analysis) to one action index per agent, where `analysis[agent]` marks
@@ -28,12 +28,16 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import sys
 from collections.abc import Callable
 
 import numpy as np
+from tqdm import tqdm
 
 from cage_sf import cc4
+from cage_sf.backends import make_backend
 from cage_sf.errors import UsageError
+from cage_sf.evaluate import evaluation_episode
 from cage_sf.sim.topology import BLUE_SUBNETS, NUM_SUBNETS
 
 Policy = Callable[
@@ -231,3 +235,25 @@ def load_policy(name: str) -> Callable[[], Policy]:
     except TypeError:
         raise UsageError(f"policy {name!r} must take {POLICY_ARGUMENTS}") from None
     return found if inspect.isclass(found) else lambda: found
+
+
+def policy_sim_returns(policy: str, episodes: int, seed: int = 0) -> list[float]:
+    """A policy of this module deciding all five agents at once on our simulator, with the true state for one
+    that reads it (the oracle, which cannot be a submission), in the loop of CybORG's evaluation.py. Episode k is
+    seeded `seed + k`, so every policy meets the same networks."""
+    new_policy, rng = load_policy(policy), np.random.default_rng(seed)
+    episodes_ = tqdm(range(episodes), desc=f"sim: {policy}", unit="episode", file=sys.stderr)
+    return [_sim_return(new_policy(), make_backend("sim", seed=seed + k), rng) for k in episodes_]
+
+
+def _sim_return(act, env, rng) -> float:
+    """One episode's return, counted as evaluation.py counts it."""
+    masks: dict = {}
+
+    def choose(observations: dict) -> dict[str, int]:
+        if env.step_count == 0:  # this episode's masks, drawn at reset
+            masks.update({agent: env.action_mask(agent) for agent in cc4.AGENTS})
+        analysis = {agent: env.analysis(agent) for agent in cc4.AGENTS}
+        return act(observations, masks, rng, analysis, **true_state(act, env))
+
+    return sum(reward for _, _, reward in evaluation_episode(env, choose) if reward is not None)
