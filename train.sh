@@ -3,7 +3,7 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 if [ $# -lt 1 ]; then
-    echo "usage: ./train.sh <preset> [--name=value ...]   (presets: $(ls configs | sed 's/\.yaml$//' | tr '\n' ' '))" >&2
+    echo "usage: ./train.sh <preset> [--name=value ...]   (presets: $(cd configs && ls -- *.yaml | sed 's/\.yaml$//' | tr '\n' ' '))" >&2
     exit 2
 fi
 # `-m cage_sf.cli`, not `-m cage_sf`: SF's spawned processes re-import the main module unless it is a `__main__`,

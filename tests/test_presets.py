@@ -1,4 +1,9 @@
+import functools
+import os
+import shutil
 import subprocess
+import sys
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -121,3 +126,28 @@ def test_train_sh_reports_one_line_and_fails(args, message):
     errors = [line for line in result.stderr.splitlines() if line.startswith("cage-sf: error:")]
     assert len(errors) == 1 and message in errors[0] and result.stderr.strip().endswith(errors[0])
     assert "Gym has been unmaintained" not in result.stderr  # gym's banner, printed when CybORG is installed
+
+
+def test_an_installed_package_finds_every_preset_without_a_checkout(tmp_path):
+    """The wheel carries configs/ as cage_sf/configs; unpacked away from the checkout, `cage-sf train --help` lists
+    every preset and one of them resolves."""
+    source = tmp_path / "source"
+    for part in ("pyproject.toml", "README.md"):
+        (source / part).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(REPO / part, source / part)
+    for part in ("cage_sf", "configs"):
+        shutil.copytree(REPO / part, source / part, ignore=shutil.ignore_patterns("__pycache__"))
+    build = [sys.executable, "-m", "pip", "wheel", "-q", "--no-build-isolation", "--no-deps", str(source)]
+    subprocess.run([*build, "-w", str(tmp_path / "wheel")], check=True, capture_output=True)
+    (wheel,) = (tmp_path / "wheel").glob("cage_sf-*.whl")
+    installed = tmp_path / "installed"
+    zipfile.ZipFile(wheel).extractall(installed)
+    presets = sorted(p.stem for p in (REPO / "configs").glob("*.yaml"))
+    assert sorted(p.stem for p in (installed / "cage_sf" / "configs").glob("*.yaml")) == presets
+    env = {**os.environ, "PYTHONPATH": str(installed)}
+    run = functools.partial(subprocess.run, capture_output=True, text=True, env=env, cwd=tmp_path, check=True)
+    assert run([sys.executable, "-c", "import cage_sf; print(cage_sf.__file__)"]).stdout.startswith(str(installed))
+    usage = run([sys.executable, "-m", "cage_sf.cli", "train", "--help"]).stdout
+    assert f"one of: {', '.join(presets)}," in " ".join(usage.split())
+    check = "from cage_sf.presets import load_preset; print(load_preset('leaderboard')['actor'])"
+    assert run([sys.executable, "-c", check]).stdout.strip() == "entity"
