@@ -103,10 +103,17 @@ class CC4ActorCritic(ActorCritic):
         if values_only:
             return result
 
-        logits = core_output.new_full((core_output.shape[0], NUM_ACTIONS), MASKED_LOGIT)
+        # A busy agent (mid multi-step action) has one valid action, Sleep: its probability is 1 whatever the actor
+        # says, so the actor runs on the rows with a choice only (about half; all of them with messages, whose bits
+        # a busy agent still chooses) and a busy row keeps logit 0 on Sleep: the same distribution, for less work.
+        logits = core_output.new_zeros((core_output.shape[0], NUM_ACTIONS))
         if self.messages:  # 2 logits per message bit, after the actions': the tuple distribution's layout
             message_logits = core_output.new_zeros((core_output.shape[0], 2 * MESSAGE_BITS))
+        choosing = torch.ones_like(agent_type[:, 0], dtype=torch.bool) if self.messages else valid.sum(dim=1) > 1.5
         for kind, idx in enumerate(rows):
+            idx = idx[choosing[idx]]
+            if len(idx) == 0:
+                continue
             actions = cc4.NUM_ACTIONS[kind]
             out = self.actors.logits(obs[idx, : FEATURES[kind]], valid[idx, :actions], kind)
             logits[idx, :actions] = out[:, :actions]

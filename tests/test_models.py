@@ -111,6 +111,29 @@ def test_a_busy_agent_sleeps_with_probability_one_and_no_policy_gradient(env, mo
     assert torch.isfinite(result["values"]).all()
 
 
+def test_the_actor_runs_on_rows_with_a_choice_only_and_gives_them_the_logits_of_a_full_pass(env, model, monkeypatch):
+    """A busy row's distribution (Sleep: 1) does not depend on the actor, so the actor skips it; the rows with a
+    choice get exactly the logits the actor gives them when it sees every row."""
+    obs, _ = env.reset(seed=0)
+    obs, *_ = env.step([33, 49, 49, 49, 97])  # agents 0 and 4 now restore for 5 steps
+    batch = {k: torch.as_tensor(np.stack([o[k] for o in obs])) for k in obs[0]}
+    seen, logits = [], model.actors.logits
+
+    def counted(features, valid, kind):
+        seen.append(len(features))
+        return logits(features, valid, kind)
+
+    monkeypatch.setattr(model.actors, "logits", counted)
+    model(batch, torch.zeros(5, 2))
+    assert sorted(seen) == [3]  # agents 1-3 (small) choose; 0 and 4 are busy and the large type has no other row
+    chosen = model.action_distribution().log_probs
+    for agent in (1, 2, 3):
+        features, valid = batch["obs"][agent : agent + 1, : FEATURES[0]], batch["valid_actions"][agent : agent + 1]
+        full = logits(features, valid[:, : cc4.NUM_ACTIONS[0]], 0)[:, : cc4.NUM_ACTIONS[0]]
+        full = full.masked_fill(valid[:, : cc4.NUM_ACTIONS[0]] < 0.5, MASKED_LOGIT)
+        torch.testing.assert_close(chosen[agent, : cc4.NUM_ACTIONS[0]], torch.log_softmax(full, dim=1)[0])
+
+
 def test_critics_run_once_per_distinct_team_row_with_the_same_values_and_gradients(env, model):
     """The small agents of one env step share their team row; computing each distinct row once must give
     exactly what computing every row gives, and the same gradients."""
