@@ -4,6 +4,7 @@
     python bench/train_throughput.py --backend=cyborg --workers=2 --seconds=120
     python bench/train_throughput.py --backend=sim --baseline_ref=ecdaa32   # non-batched path of an older commit
     python bench/train_throughput.py --backend=sim --vector_size=32   # other args: overrides of both trainings
+    python bench/train_throughput.py --preset=leaderboard --before_ref=main   # a change against the code before it
 
 Three measurements on the same cores, one after the other:
   train        Sample Factory trains the preset (batched sampling over vectors of CC4 envs) with
@@ -12,22 +13,27 @@ Three measurements on the same cores, one after the other:
   nonbatched   the same with non-batched sampling, one CC4 env per SF env, 4 per worker (the path before
                batched sampling); with --baseline_ref, that path as the code of a git commit had it (run from a
                temporary worktree, the extra overrides not passed): the speedup over the code before a change;
+  before       with --before_ref: the same batched training as the code of a git commit runs it (a temporary
+               worktree, the same overrides): a change's speedup over the code before it, on the same box, in
+               the same run;
   raw          `workers` processes step the backend with uniformly random valid actions: the env's own speed.
                Training's env factory tunes the garbage collector, which makes CybORG itself faster;
                --raw_gc_tuned gives the raw processes the same settings.
-speedup = train / nonbatched; ratio = train / raw. All rates count agent steps (5 per env step). The last line
-printed is one JSON object.
+speedup = train / nonbatched; ratio = train / raw; speedup_over_before = train / before. All rates count agent
+steps (5 per env step). The last line printed is one JSON object.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import multiprocessing as mp
 import re
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 
@@ -76,6 +82,19 @@ def train_agent_steps_per_s(
         return steady_state_rate(result.stdout + result.stderr)
 
 
+@contextlib.contextmanager
+def checkout(ref: str) -> Iterator[Path]:
+    """The code of a git commit in a temporary worktree (removed afterwards)."""
+    with tempfile.TemporaryDirectory() as scratch:
+        worktree = Path(scratch) / "code"
+        git = ["git", "-C", str(REPO), "worktree"]
+        subprocess.run([*git, "add", "--detach", str(worktree), ref], check=True, capture_output=True)
+        try:
+            yield worktree
+        finally:
+            subprocess.run([*git, "remove", "--force", str(worktree)], check=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--backend", default="sim", choices=["cyborg", "sim", "synthetic"])
@@ -83,6 +102,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=120)
     parser.add_argument("--preset", default="impala-seed")
     parser.add_argument("--baseline_ref", help="git commit whose non-batched path is the baseline (default: this code)")
+    parser.add_argument("--before_ref", help="git commit whose batched training this code's is compared with")
     parser.add_argument(
         "--raw_gc_tuned",
         action="store_true",
@@ -97,15 +117,13 @@ def main() -> None:
         return rate
 
     trained = train("train (batched)", overrides)
+    before = None
+    if args.before_ref:
+        with checkout(args.before_ref) as worktree:
+            before = train(f"train (batched, {args.before_ref})", overrides, worktree)
     if args.baseline_ref:
-        with tempfile.TemporaryDirectory() as scratch:
-            worktree = Path(scratch) / "baseline"
-            git = ["git", "-C", str(REPO), "worktree"]
-            subprocess.run([*git, "add", "--detach", str(worktree), args.baseline_ref], check=True, capture_output=True)
-            try:
-                nonbatched = train(f"train (non-batched, {args.baseline_ref})", NONBATCHED, worktree)
-            finally:
-                subprocess.run([*git, "remove", "--force", str(worktree)], check=True)
+        with checkout(args.baseline_ref) as worktree:
+            nonbatched = train(f"train (non-batched, {args.baseline_ref})", NONBATCHED, worktree)
     else:
         nonbatched = train("train (non-batched)", overrides + NONBATCHED)
     print(f"raw: {args.workers} processes stepping {args.backend} for {args.seconds:.0f}s ...", flush=True)
@@ -114,9 +132,11 @@ def main() -> None:
     print(json.dumps({
         "backend": args.backend, "workers": args.workers, "seconds": args.seconds, "preset": args.preset,
         "raw_gc_tuned": args.raw_gc_tuned, "overrides": overrides, "baseline_ref": args.baseline_ref,
+        "before_ref": args.before_ref, "before_agent_steps_per_s": before and round(before, 1),
         "train_agent_steps_per_s": round(trained, 1), "nonbatched_agent_steps_per_s": round(nonbatched, 1),
         "raw_agent_steps_per_s": round(raw, 1),
         "speedup": round(trained / nonbatched, 3), "ratio": round(trained / raw, 3),
+        "speedup_over_before": before and round(trained / before, 3),
     }))  # fmt: skip
 
 
