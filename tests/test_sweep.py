@@ -70,15 +70,28 @@ def test_a_trials_run_is_named_by_its_parameters():
 def test_two_processes_add_trials_to_one_study_and_the_best_becomes_a_preset(tmp_path, monkeypatch):
     """Two sweep processes on one storage: one study of two finished trials, each trained by the learning
     benchmark on its own parameters (here the ones each process queued: the preset's own, and a chosen one),
-    and a best.yaml that is a preset training resolves."""
+    and a best.yaml that is a preset training resolves. The first box runs the real benchmark end to end; the
+    second a stand-in that writes the benchmark's result file (the slow part once is enough)."""
     monkeypatch.setattr(sweep, "POLL_S", 2.0)
     path = write(
         tmp_path,
         "preset: smoke\nenv_steps: 1000\nepisodes: 2\nselect_episodes: 1\n"
         "space:\n  learning_rate: {log: [1.0e-4, 1.0e-3]}\n",
     )
+    stand_in = tmp_path / "stand-in"
+    (stand_in / "bench").mkdir(parents=True)
+    (stand_in / "bench" / "learning.py").write_text(
+        "import json, pathlib, sys\n"
+        "args = dict(a[2:].split('=', 1) for a in sys.argv[1:])\n"
+        "out = pathlib.Path(args['train_dir'], args['experiment'], 'bench')\n"
+        "out.mkdir(parents=True)\n"
+        "result = {'env_steps': 1000, 'minutes': 0.1, 'sim_return': {'mean': -1234.5, 'sem': 10.0}}\n"
+        "(out / 'result.json').write_text(json.dumps(result))\n"
+    )
     storage = f"sqlite:///{tmp_path / 'shared.db'}"
     for box, queued in (("a", "preset"), ("b", "preset,learning_rate=3e-4")):
+        if box == "b":
+            monkeypatch.setattr(sweep, "REPO", stand_in)
         argv = [path, "--trials=1", f"--storage={storage}", "--study=t", f"--sweep_dir={tmp_path / box}"]
         assert sweep.main([*argv, f"--enqueue={queued}"]) == 0
     study = optuna.load_study(study_name="t", storage=storage)
