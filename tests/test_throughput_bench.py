@@ -31,3 +31,12 @@ def test_checkout_gives_a_commits_code_and_removes_it_afterwards():
     assert not worktree.exists()
     listed = subprocess.run(["git", "-C", str(REPO), "worktree", "list"], capture_output=True, text=True, check=True)
     assert str(worktree) not in listed.stdout
+
+
+def test_the_scaling_benchmark_samples_with_the_actor_and_tabulates_ratios_to_raw():
+    import scaling
+
+    assert scaling.sampled_env_steps_in("smoke", vector_size=2, seconds=0.5, seed=0) >= 2
+    assert scaling.doubling(1) == [1] and scaling.doubling(6) == [1, 2, 4, 6] and scaling.doubling(8) == [1, 2, 4, 8]
+    row = {"workers": 2, "vector_size": 16, "sampler": 30000.0, "train": 20000.0, "raw": 80000.0}
+    assert scaling.table([row]).splitlines()[-1] == "| 2 | 16 | 30,000 | 20,000 | 80,000 | 0.25 | 0.38 |"
