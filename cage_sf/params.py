@@ -10,13 +10,18 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from sample_factory.utils.utils import str2bool
-
 from cage_sf import cc4
 from cage_sf.backends import BACKENDS, resolve_backend
-from cage_sf.scripted import BUILTIN
 
 ACTORS = ("mlp", "entity")
+
+
+def str2bool(value: str | bool) -> bool:
+    """Sample Factory's boolean option values, imported when parsed: importing Sample Factory imports torch, which
+    reading a preset's domains or listing the presets should not wait for."""
+    from sample_factory.utils.utils import str2bool as sample_factory_str2bool
+
+    return sample_factory_str2bool(value)
 
 
 def add_cage_sf_args(parser: argparse.ArgumentParser) -> None:
@@ -92,6 +97,8 @@ def add_model_args(parser: argparse.ArgumentParser) -> None:
 
 
 def add_imitation_args(parser: argparse.ArgumentParser) -> None:
+    from cage_sf.scripted import BUILTIN  # the scripted defenders load the simulator and the episode loop
+
     group = parser.add_argument_group("imitation warm start (a fresh run only)")
     group.add_argument(
         "--imitate",
