@@ -48,7 +48,7 @@ sys.path.insert(0, str(REPO))
 from cage_sf.errors import UsageError  # noqa: E402
 
 AGENTS_PER_ENV = 5
-SCRIPTED = ("analyse-restore", "restore-decoy", "remove-restore", "none")
+SCRIPTED = ("analyse-restore", "remove-analyse-restore", "restore-decoy", "remove-restore", "none")
 RESERVED = {
     "backend": "the benchmark trains on our simulator (--backend=sim)",
     "train_for_seconds": "use --minutes",

@@ -59,8 +59,8 @@ def _parser() -> argparse.ArgumentParser:
     parity.add_argument(
         "--policy",
         default="sleep",
-        help="sleep, random, random-valid, remove-restore, restore-decoy, analyse-restore or module:function "
-        "(cage_sf/scripted.py)",
+        help="sleep, random, random-valid, remove-restore, restore-decoy, analyse-restore, remove-analyse-restore or "
+        "module:function (cage_sf/scripted.py)",
     )
     parity.add_argument("--episodes", type=_count, default=100, help="CybORG episodes (about 20 s each)")
     parity.add_argument("--sim-episodes", type=_count, help="simulator episodes (default: 10x --episodes)")

@@ -15,6 +15,9 @@ they would in the joint call (a CybORG submission asks each agent separately: `c
   restore-decoy  reactive: decoys on every server first, then Restore any host whose process flag is up
   analyse-restore  Restore a host whose process flag is up or whose Analyse found red's files, otherwise
                  Analyse the agent's hosts in turn
+  remove-analyse-restore  Remove a host whose process flag is up (an exploit's user shell: Remove costs nothing),
+                 then Analyse it; Restore (-1) only a host whose Analyse found red's files; otherwise Analyse
+                 the agent's hosts in turn (docs/experiments.md: +14 over analyse-restore on the simulator)
   oracle         sees the true state (our simulator's `privileged_state`): Remove or Restore wherever red is,
                  otherwise keep a decoy on every host; a ceiling for the others, and a privileged teacher
   module:function  your own policy function, or a class whose instances are policies
@@ -143,10 +146,38 @@ class AnalyseRestore(ReactiveDefender):
         if known:
             self._found[agent].discard(known[0])
             return restore + known[0]
+        return analyse + self._next_in_turn(agent, kind, mask)
+
+    def _next_in_turn(self, agent: str, kind: int, mask: np.ndarray) -> int:
+        """The next host slot of the agent's round of Analyses."""
+        analyse = cc4.action_index(kind, "Analyse")
         hosts = np.flatnonzero(mask[analyse : analyse + cc4.HOST_SLOTS[kind]])
         slot = int(hosts[self._next[agent] % len(hosts)])
         self._next[agent] += 1
-        return analyse + slot
+        return slot
+
+
+class RemoveAnalyseRestore(AnalyseRestore):
+    """A flagged host first gets the free Remove (it kills an exploit's user shell) and then an Analyse to check
+    that nothing else of red's stayed; only red's files found, which mark escalations and footholds a Remove
+    cannot clear, cost a Restore. Restores are the largest share of an episode's cost a defender controls."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._to_check: dict[str, list[int]] = {agent: [] for agent in cc4.AGENTS}
+
+    def choose(self, agent: str, kind: int, flagged: np.ndarray, mask: np.ndarray) -> int:
+        restore, analyse, remove = (cc4.action_index(kind, c) for c in ("Restore", "Analyse", "Remove"))
+        if self._found[agent]:
+            slot = min(self._found[agent])
+            self._found[agent].discard(slot)
+            return restore + slot
+        if len(flags := np.flatnonzero(flagged)):
+            self._to_check[agent].append(int(flags[0]))
+            return remove + int(flags[0])
+        if self._to_check[agent]:
+            return analyse + self._to_check[agent].pop(0)
+        return analyse + self._next_in_turn(agent, kind, mask)
 
 
 class Oracle(ReactiveDefender):
@@ -215,6 +246,7 @@ BUILTIN: dict[str, Callable[[], Policy]] = {
     "remove-restore": RemoveRestore,
     "restore-decoy": RestoreDecoy,
     "analyse-restore": AnalyseRestore,
+    "remove-analyse-restore": RemoveAnalyseRestore,
     "oracle": Oracle,
 }
 

@@ -92,6 +92,24 @@ def test_analyse_restore_analyses_in_turn_and_restores_what_it_found_or_saw_flag
     assert act(quiet_obs(), masks, None, none)["blue_agent_0"] == analyse + slots[2]  # back to its round
 
 
+def test_remove_analyse_restore_removes_a_flagged_shell_checks_it_and_restores_only_what_analyse_found(episode_start):
+    _, masks = episode_start
+    act = load_policy("remove-analyse-restore")()
+    none = {a: np.zeros(cc4.HOST_SLOTS[cc4.agent_type(a)], bool) for a in SLEEP}
+    analyse, remove, restore = (cc4.action_index(0, c) for c in ("Analyse", "Remove", "Restore"))
+    slots = np.flatnonzero(masks["blue_agent_0"][analyse : analyse + 16])
+    assert act(quiet_obs(), masks, None, none)["blue_agent_0"] == analyse + slots[0]  # its round, as analyse-restore
+    act(quiet_obs(), masks, None, none)  # Analyse takes 2 steps
+    assert act(quiet_obs({"blue_agent_0": 5}), masks, None, none)["blue_agent_0"] == remove + 5  # free, not Restore
+    [act(quiet_obs(), masks, None, none) for _ in range(2)]  # Remove takes 3 steps
+    assert act(quiet_obs(), masks, None, none)["blue_agent_0"] == analyse + 5  # then the removed host is checked
+    assert act(quiet_obs(), masks, None, none)["blue_agent_0"] == SLEEP["blue_agent_0"]  # Analyse takes 2 steps
+    found = dict(none, blue_agent_0=np.arange(16) == 5)  # and red's files are still there
+    assert act(quiet_obs(), masks, None, found)["blue_agent_0"] == restore + 5
+    [act(quiet_obs(), masks, None, none) for _ in range(4)]  # Restore takes 5 steps
+    assert act(quiet_obs(), masks, None, none)["blue_agent_0"] == analyse + slots[1]  # back to its round
+
+
 def test_a_policy_with_the_wrong_arguments_is_refused():
     with pytest.raises(UsageError, match=r"must take \(observations, masks, rng, analysis\)"):
         load_policy("cage_sf.scripted:process_flags")
