@@ -90,7 +90,7 @@ class ReactiveDefender:
         return actions
 
     def observe(self, agent: str, found: np.ndarray) -> None:
-        """The host slots where the agent's last Analyse found red's files (only `analyse-restore` looks)."""
+        """The host slots where the agent's last Analyse found red's files (the analysing defenders look)."""
 
     def choose(self, agent: str, kind: int, flagged: np.ndarray, mask: np.ndarray) -> int:
         raise NotImplementedError
@@ -120,7 +120,8 @@ class RestoreDecoy(ReactiveDefender):
         if flagged.any():
             return cc4.action_index(kind, "Restore", int(np.flatnonzero(flagged)[0]))
         decoy = cc4.action_index(kind, "DeployDecoy")
-        servers = [s for b in range(cc4.SUBNETS[kind]) for s in range(16 * b, 16 * b + 6)]
+        block = cc4.SLOTS_PER_SUBNET
+        servers = [s for b in range(cc4.SUBNETS[kind]) for s in range(block * b, block * b + cc4.SERVER_SLOTS)]
         for slot in servers:
             if mask[decoy + slot] and slot not in self._decoyed[agent]:
                 self._decoyed[agent].add(slot)
