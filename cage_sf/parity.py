@@ -29,7 +29,7 @@ import numpy as np
 from cage_sf import cc4
 from cage_sf.backends import cyborg_available, make_backend
 from cage_sf.evaluate import evaluation_episode, phase_of
-from cage_sf.scripted import load_policy
+from cage_sf.scripted import load_policy, scripted_chooser
 from cage_sf.sim.red import ACTION_NAMES, WD
 from cage_sf.sim.topology import (
     BLUE_SUBNETS,
@@ -164,13 +164,7 @@ def record_episode(engine: str, policy: str, seed: int) -> dict[str, float]:
     """Play one evaluation-style episode and return its statistics as a flat {name: value} dict."""
     env = make_backend(engine, seed=seed)
     probe = SimProbe(env) if engine == "sim" else CybORGProbe(env)
-    masks: dict[str, np.ndarray] = {}
-    act, rng = load_policy(policy)(), np.random.default_rng(10000 + seed)
-
-    def choose(observations: dict[str, np.ndarray]) -> dict[str, int]:
-        if env.step_count == 0:  # this episode's masks, drawn at reset
-            masks.update({a: env.action_mask(a) for a in cc4.AGENTS})
-        return act(observations, masks, rng, {a: env.analysis(a) for a in cc4.AGENTS})
+    choose, masks = scripted_chooser(load_policy(policy)(), env, np.random.default_rng(10000 + seed))
 
     stats: dict[str, float] = {"return": 0.0}
     stats |= {f"phase{p}/{term}": 0.0 for p in range(3) for term in ("sum", *TERMS)}

@@ -279,14 +279,21 @@ def policy_sim_returns(policy: str, episodes: int, seed: int = 0) -> list[float]
     return [_sim_return(new_policy(), make_backend("sim", seed=seed + k), rng) for k in episodes_]
 
 
-def _sim_return(act, env, rng) -> float:
-    """One episode's return, counted as evaluation.py counts it."""
-    masks: dict = {}
+def scripted_chooser(act: Policy, env, rng: np.random.Generator) -> tuple[Callable, dict[str, np.ndarray]]:
+    """A scripted defender as `evaluation_episode`'s `choose`: each step it gets this episode's masks (drawn at
+    reset), what each agent's Analyse found, and the true state if it reads it. Also returns the masks it fills."""
+    masks: dict[str, np.ndarray] = {}
 
-    def choose(observations: dict) -> dict[str, int]:
+    def choose(observations: dict[str, np.ndarray]) -> dict[str, int]:
         if env.step_count == 0:  # this episode's masks, drawn at reset
             masks.update({agent: env.action_mask(agent) for agent in cc4.AGENTS})
         analysis = {agent: env.analysis(agent) for agent in cc4.AGENTS}
         return act(observations, masks, rng, analysis, **true_state(act, env))
 
+    return choose, masks
+
+
+def _sim_return(act, env, rng) -> float:
+    """One episode's return, counted as evaluation.py counts it."""
+    choose, _ = scripted_chooser(act, env, rng)
     return sum(reward for _, _, reward in evaluation_episode(env, choose) if reward is not None)
