@@ -213,10 +213,10 @@ def evaluate_sim(args: argparse.Namespace, submission: Path, out: Path) -> dict:
 
 def evaluate_policy_sim(args: argparse.Namespace, policy: str) -> list[float]:
     """A policy of cage_sf/scripted.py (the scripted defender, the oracle) on the simulator, as many episodes."""
-    from cage_sf.scripted import policy_sim_returns
+    from cage_sf.scripted import policy_returns
 
     print(f"== sim: {policy} on {args.episodes} episodes (seeds {args.eval_seed} + k)", flush=True)
-    return policy_sim_returns(policy, args.episodes, args.eval_seed)
+    return policy_returns(policy, args.episodes, args.eval_seed)
 
 
 def exported_checkpoint(submission: Path) -> str | None:

@@ -110,6 +110,12 @@ def _parser() -> argparse.ArgumentParser:
     evaluator.add_argument("--seed", type=int, default=None)
     evaluator.add_argument("--backend", default="auto", choices=["auto", "cyborg", "sim"])
     evaluator.add_argument("--out", type=Path, default=Path("evaluation"))
+    evaluator.add_argument(
+        "--versus",
+        metavar="POLICY",
+        help="also play this scripted defender (e.g. remove-analyse-restore) on the same seeded episodes and print "
+        "the paired difference (needs --seed)",
+    )
     plot = commands.add_parser("plot", help="learning curves of a run as a PNG (also written after training)")
     plot.add_argument("experiment", help="experiment name under --train_dir, or a run directory")
     plot.add_argument("--train_dir", default="runs")
@@ -157,7 +163,7 @@ def _run(args: argparse.Namespace) -> int:
     if args.command == "evaluate":
         from cage_sf.evaluate import evaluate
 
-        evaluate(args.submission, args.episodes, args.seed, args.backend, args.out)
+        evaluate(args.submission, args.episodes, args.seed, args.backend, args.out, args.versus)
     if args.command == "plot":
         from cage_sf.plots import plot_learning_curves
         from cage_sf.runs import run_dir

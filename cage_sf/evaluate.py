@@ -24,7 +24,7 @@ from cage_sf.backends import make_backend
 from cage_sf.divergence import check_finite
 from cage_sf.errors import UsageError
 from cage_sf.plots import plot_evaluation
-from cage_sf.stats import mean_and_sem
+from cage_sf.stats import mean_and_sem, paired_difference
 
 
 def evaluation_episode(
@@ -109,6 +109,12 @@ def play(agents: dict, backend: str, episodes: int, seed: int | None = None, pro
     return played
 
 
+def _versus(policy: str, returns: list[float], scripted: list[float]) -> dict:
+    average, sem = mean_and_sem(scripted)
+    difference, se = paired_difference(returns, scripted)
+    return {"policy": policy, "return": average, "sem": sem, "difference": difference, "difference_se": se}
+
+
 def command_mix(counts: np.ndarray) -> dict[str, float]:
     """Each command's share of the decisions (free agents' actions) counted per command, in cc4.COMMANDS order."""
     return {command: float(n / counts.sum()) for command, n in zip(cc4.COMMANDS, counts, strict=True)}
@@ -122,8 +128,18 @@ def command_mix_line(mix: dict[str, float]) -> str:
     return ", ".join(f"{command} {share:.1%}" for command, share in mix.items())
 
 
-def evaluate(submission: Path, episodes: int, seed: int | None, backend: str, out: Path) -> dict:
-    """The submission as exported, then with its other action mode (greedy or sampled) on the same seeds."""
+def evaluate(
+    submission: Path, episodes: int, seed: int | None, backend: str, out: Path, versus: str | None = None
+) -> dict:
+    """The submission as exported, then with its other action mode (greedy or sampled) on the same seeds; with
+    `versus`, also that scripted defender (cage_sf.scripted) on the same seeded episodes, and the paired difference.
+    """
+    if versus is not None and seed is None:
+        raise UsageError("--versus compares episode by episode: it needs --seed")
+    if versus is not None:
+        from cage_sf.scripted import load_policy
+
+        load_policy(versus)  # an unknown name fails before any episode is played
     agents, config = load_agents(submission)
     start = datetime.now()
     mode = "greedy" if config["greedy"] else "sample"
@@ -143,6 +159,10 @@ def evaluate(submission: Path, episodes: int, seed: int | None, backend: str, ou
         "agents": {name: str(agent) for name, agent in agents.items()},
     }
     modes = {mode: returns, other: other_returns}
+    if versus is not None:
+        from cage_sf.scripted import policy_returns
+
+        summary["versus"] = _versus(versus, returns, policy_returns(versus, episodes, seed, backend))
     out.mkdir(parents=True, exist_ok=True)
     (out / "summary.json").write_text(json.dumps(summary))
     (out / "episodes.json").write_text(
@@ -154,5 +174,11 @@ def evaluate(submission: Path, episodes: int, seed: int | None, backend: str, ou
         average, sem = mean_and_sem(scores)
         print(f"{name}: {average:.0f} ± {sem:.0f} (mean ± SEM){' (as exported)' * (name == mode)}")
     print(f"decisions by command ({mode}): {command_mix_line(mean_command_mix(mixes))}")
+    if versus is not None:
+        found = summary["versus"]
+        print(
+            f"{versus}: {found['return']:.1f} ± {found['sem']:.1f}; submission - {versus}: "
+            f"{found['difference']:+.1f} ± {found['difference_se']:.1f} (paired by seed, ± SE)"
+        )
     print(f"{title}\nwritten to {out}: summary.json, episodes.json, returns.png")
     return summary

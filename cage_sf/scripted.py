@@ -270,13 +270,13 @@ def load_policy(name: str) -> Callable[[], Policy]:
     return found if inspect.isclass(found) else lambda: found
 
 
-def policy_sim_returns(policy: str, episodes: int, seed: int = 0) -> list[float]:
-    """A policy of this module deciding all five agents at once on our simulator, with the true state for one
-    that reads it (the oracle, which cannot be a submission), in the loop of CybORG's evaluation.py. Episode k is
-    seeded `seed + k`, so every policy meets the same networks."""
+def policy_returns(policy: str, episodes: int, seed: int = 0, backend: str = "sim") -> list[float]:
+    """A policy of this module deciding all five agents at once, with the true state for one that reads it (the
+    oracle: simulator only), in the loop of CybORG's evaluation.py. Episode k is played on a backend seeded
+    `seed + k`, as `cage-sf evaluate --seed=seed` plays a submission, so every policy meets the same networks."""
     new_policy, rng = load_policy(policy), np.random.default_rng(seed)
-    episodes_ = tqdm(range(episodes), desc=f"sim: {policy}", unit="episode", file=sys.stderr)
-    return [_sim_return(new_policy(), make_backend("sim", seed=seed + k), rng) for k in episodes_]
+    episodes_ = tqdm(range(episodes), desc=f"{backend}: {policy}", unit="episode", file=sys.stderr)
+    return [_episode_return(new_policy(), make_backend(backend, seed=seed + k), rng) for k in episodes_]
 
 
 def scripted_chooser(act: Policy, env, rng: np.random.Generator) -> tuple[Callable, dict[str, np.ndarray]]:
@@ -293,7 +293,7 @@ def scripted_chooser(act: Policy, env, rng: np.random.Generator) -> tuple[Callab
     return choose, masks
 
 
-def _sim_return(act, env, rng) -> float:
+def _episode_return(act, env, rng) -> float:
     """One episode's return, counted as evaluation.py counts it."""
     choose, _ = scripted_chooser(act, env, rng)
     return sum(reward for _, _, reward in evaluation_episode(env, choose) if reward is not None)

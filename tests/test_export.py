@@ -254,6 +254,29 @@ def test_evaluate_writes_official_summary_returns_and_plot(trained_run, tmp_path
     assert "decisions by command (greedy): Analyse " in capsys.readouterr().out
 
 
+def test_evaluate_versus_pairs_a_scripted_defender_on_the_same_seeded_episodes(trained_run, tmp_path, capsys):
+    from cage_sf.evaluate import evaluate
+    from cage_sf.scripted import policy_returns
+    from cage_sf.stats import paired_difference
+
+    run, _ = trained_run
+    submission = export(str(run), tmp_path / "s", checkpoint="latest", mode="greedy")
+    summary = evaluate(submission, 3, seed=7, backend="sim", out=tmp_path / "e", versus="analyse-restore")
+    returns = json.loads((tmp_path / "e" / "episodes.json").read_text())["returns"]
+    scripted = policy_returns("analyse-restore", 3, seed=7)
+    difference, se = paired_difference(returns, scripted)
+    assert summary["versus"] == pytest.approx(
+        {"policy": "analyse-restore", "return": np.mean(scripted), "sem": summary["versus"]["sem"],
+         "difference": difference, "difference_se": se}
+    )  # fmt: skip
+    assert f"submission - analyse-restore: {difference:+.1f} ± {se:.1f}" in capsys.readouterr().out
+    with pytest.raises(UsageError, match="needs --seed"):
+        evaluate(submission, 1, seed=None, backend="sim", out=tmp_path / "e2", versus="analyse-restore")
+    with pytest.raises(UsageError, match="unknown policy"):
+        evaluate(submission, 1, seed=1, backend="sim", out=tmp_path / "e3", versus="no-such-script")
+    assert not (tmp_path / "e3").exists()
+
+
 def test_evaluate_refuses_corrupted_weights_and_non_submissions(trained_run, tmp_path):
     from cage_sf.evaluate import evaluate
 

@@ -15,7 +15,7 @@ from cage_sf import cc4
 from cage_sf.backends import make_backend
 from cage_sf.evaluate import load_agents, play
 from cage_sf.export import AGENT_RUNTIME
-from cage_sf.scripted import policy_sim_returns
+from cage_sf.scripted import policy_returns
 
 REPO = Path(__file__).resolve().parents[1]
 PRETRAINED = REPO / "pretrained" / "cc4-leaderboard"
@@ -125,7 +125,7 @@ def test_the_pretrained_submission_defends_far_better_than_scripted_restore_deco
     torch.manual_seed(0)
     agents, _ = load_agents(PRETRAINED)
     returns, phase_sums, _ = play(agents, "sim", episodes=3, seed=3)
-    scripted = policy_sim_returns("restore-decoy", episodes=3, seed=3)
+    scripted = policy_returns("restore-decoy", episodes=3, seed=3)
     assert mean(returns) > mean(scripted) + 500, (returns, scripted)
     assert returns == pytest.approx([sum(p) for p in phase_sums])
 

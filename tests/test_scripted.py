@@ -4,7 +4,7 @@ import pytest
 from cage_sf import cc4, scripted
 from cage_sf.backends import make_backend
 from cage_sf.errors import UsageError
-from cage_sf.scripted import load_policy, policy_sim_returns
+from cage_sf.scripted import load_policy, policy_returns
 from cage_sf.scripted_submission import scripted_agents, write_submission
 from cage_sf.sim.env import PRIVILEGED_STATE_SIZE
 from cage_sf.sim.topology import ADM, NUM_SUBNETS, PAZ, RZA
@@ -156,8 +156,8 @@ def test_the_oracle_beats_analyse_restore_on_the_simulator_by_several_sem():
     """The ceiling is worth its name: on 16 paired simulator episodes the oracle is 39 ± 9 better (on 200 it
     scores -141.5 ± 2.3 against analyse-restore's -173.1 ± 2.9; most of what remains is CON's Impacts, where
     no blue agent acts, and the Restores' cost)."""
-    oracle = np.array(policy_sim_returns("oracle", 16, seed=0))
-    scripted = np.array(policy_sim_returns("analyse-restore", 16, seed=0))
+    oracle = np.array(policy_returns("oracle", 16, seed=0))
+    scripted = np.array(policy_returns("analyse-restore", 16, seed=0))
     gain, sem = mean_and_sem(list(oracle - scripted))
     assert gain > 3 * sem > 0, (gain, sem)
 
