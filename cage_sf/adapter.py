@@ -114,8 +114,8 @@ class CC4VectorEnv(gym.Env):
         self._large = AgentMemories(cc4.agent_layout(cc4.LARGE, host_memory), k)
         self._small_vectors = np.zeros((k, SMALL_AGENTS, cc4.OBS_SIZE[cc4.SMALL]), np.float32)
         self._large_vectors = np.zeros((k, cc4.OBS_SIZE[cc4.LARGE]), np.float32)
-        self._small_analysis = np.zeros((k, SMALL_AGENTS, cc4.HOST_SLOTS[cc4.SMALL]), bool)
-        self._large_analysis = np.zeros((k, cc4.HOST_SLOTS[cc4.LARGE]), bool)
+        self._small_analysis = np.zeros((k, SMALL_AGENTS, cc4.HOST_SLOTS[cc4.SMALL]), np.int8)
+        self._large_analysis = np.zeros((k, cc4.HOST_SLOTS[cc4.LARGE]), np.int8)
         self._episode_valid = np.zeros((k, AGENTS_PER_ENV, NUM_ACTIONS), np.float32)  # masks are fixed for an episode
         self._only_sleep = (np.arange(NUM_ACTIONS) == _SLEEP[:, None]).astype(np.float32)
         self._phase_rewards = np.zeros((k, 3))

@@ -27,6 +27,7 @@ from statistics import NormalDist
 import numpy as np
 
 from cage_sf import cc4
+from cage_sf.agent.cc4_memory import ESCALATION_FILE
 from cage_sf.backends import cyborg_available, make_backend
 from cage_sf.evaluate import evaluation_episode, phase_of
 from cage_sf.scripted import load_policy, scripted_chooser
@@ -174,6 +175,7 @@ def record_episode(engine: str, policy: str, seed: int) -> dict[str, float]:
     hosts = {}
     flags = {f"flags/{kind}/{name}": 0.0 for name in DEFENDED for kind in ("process", "connection")}
     stats["analysis/findings"] = 0.0  # hosts where a finished Analyse found red's files
+    stats["analysis/escalations"] = 0.0  # ... and among them an escalation's file
     steps = 0
     for k, obs, team_reward in evaluation_episode(env, choose):
         if k == 1:
@@ -183,7 +185,9 @@ def record_episode(engine: str, policy: str, seed: int) -> dict[str, float]:
                 stats[f"topology/{name}/servers"] = float(slots[: cc4.SERVER_SLOTS].sum())
                 stats[f"topology/{name}/users"] = float(slots[cc4.SERVER_SLOTS :].sum())
         steps = k
-        stats["analysis/findings"] += sum(int(env.analysis(a).sum()) for a in cc4.AGENTS)
+        found = [env.analysis(a) for a in cc4.AGENTS]
+        stats["analysis/findings"] += sum(int((codes > 0).sum()) for codes in found)
+        stats["analysis/escalations"] += sum(int((codes == ESCALATION_FILE).sum()) for codes in found)
         for i, agent in enumerate(cc4.AGENTS):
             for name, start in flag_slices(i):
                 flags[f"flags/process/{name}"] += (

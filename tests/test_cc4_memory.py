@@ -8,7 +8,9 @@ from cage_sf.agent import cc4_memory, cc4_networks
 from cage_sf.agent.cc4_memory import (
     AGENT_FEATURES,
     ANALYSED_DECAY,
+    ESCALATION_FILE,
     HOST_FEATURES,
+    SHELL_FILE,
     TRACE_DECAY,
     AgentMemories,
     feature_size,
@@ -34,10 +36,12 @@ class OneAgent:
     def __init__(self, layout=SMALL):
         self.rows = AgentMemories(layout)
 
-    def observe(self, vector, found=()):
-        """`found`: host slots where an Analyse that finished in the last step found red's files."""
-        malware = np.zeros((1, 16), bool)
-        malware[0, list(found)] = True
+    def observe(self, vector, found=(), escalations=()):
+        """`found`: host slots where an Analyse that finished in the last step found an exploit's file,
+        `escalations`: where it found an escalation's."""
+        malware = np.zeros((1, 16), np.int8)
+        malware[0, list(found)] = SHELL_FILE
+        malware[0, list(escalations)] = ESCALATION_FILE
         self.rows.observe(vector[None], malware)
 
     def act(self, action, valid):
@@ -156,6 +160,24 @@ def test_analyse_findings_stay_until_an_own_restore_and_clean_ones_fade():
     assert not hosts(memory)[:, 7:].any()
 
 
+def test_an_escalation_found_stays_until_an_own_restore_and_a_remove_counts_until_the_next_process_flag():
+    """Feature 9: an escalation's file found (Remove cannot clear it); 10: an own Remove since the host's last
+    process flag (an exploit's file found after it is what the killed shell left)."""
+    remove, restore = (cc4.action_index(cc4.SMALL, c) for c in ("Remove", "Restore"))
+    memory = OneAgent()
+    memory.observe(vector(process=[3]))
+    memory.act(remove + 3, True)
+    memory.observe(vector())
+    assert hosts(memory)[3, 10] == 1 and not hosts(memory)[:, 9].any()
+    memory.observe(vector(), escalations=[5])
+    assert hosts(memory)[5, 9] == hosts(memory)[5, 7] == 1 and hosts(memory)[3, 9] == 0
+    memory.observe(vector(process=[3]))  # red is back on slot 3
+    assert hosts(memory)[3, 10] == 0
+    memory.act(restore + 5, True)
+    memory.observe(vector())
+    assert hosts(memory)[5, 9] == hosts(memory)[5, 7] == 0
+
+
 def test_malware_in_files_reads_cyborgs_dictionary_observation():
     """The shape of CybORG's raw observation after an Analyse (seen on CybORG CC4): the host's files with their
     density; red's carry 0.9. Slots follow the agent's subnets in the given order: servers 0-5, users 6-15."""
@@ -169,5 +191,7 @@ def test_malware_in_files_reads_cyborgs_dictionary_observation():
         "public_access_zone_subnet_server_host_1": {"Processes": []},
         "restricted_zone_a_subnet_user_host_1": {"Files": [red_file]},  # not this agent's
     }
-    assert np.flatnonzero(malware_in_files(observation, subnets)).tolist() == [2, 16 + 6 + 3]
+    found = malware_in_files(observation, subnets)
+    assert np.flatnonzero(found).tolist() == [2, 16 + 6 + 3]
+    assert found[2] == SHELL_FILE and found[16 + 6 + 3] == ESCALATION_FILE
     assert not malware_in_files({"success": True}, subnets[:1]).any()

@@ -7,6 +7,7 @@ import pytest
 
 from cage_sf import cc4
 from cage_sf.adapter import CC4SampleFactoryEnv, CC4VectorEnv
+from cage_sf.agent.cc4_memory import ESCALATION_FILE, SHELL_FILE
 from cage_sf.backends.cyborg import CybORGBackend
 
 pytestmark = pytest.mark.cyborg
@@ -73,7 +74,8 @@ def test_messages_reach_the_same_observation_slots_as_in_our_simulator():
 
 def test_analysis_reports_the_files_red_left_as_a_submission_reads_them():
     """blue_agent_4 analyses its hosts in turn on real CybORG: after each finished Analyse, `analysis` marks
-    exactly the analysed slot when CybORG's state holds one of red's files there (density 0.9), and the exported
+    exactly the analysed slot when CybORG's state holds one of red's files there (density 0.9), an escalation's
+    (escalate.sh) as such, and the exported
     agents' reader, given CybORG's own wrapper as in evaluation.py, reads the same from its dictionary observation."""
     from CybORG.Agents.Wrappers.EnterpriseMAE import EnterpriseMAE
 
@@ -85,7 +87,8 @@ def test_analysis_reports_the_files_red_left_as_a_submission_reads_them():
     official = EnterpriseMAE(cyborg)
     for _ in range(60):  # red spreads under Sleep
         env.step(SLEEP)
-    hosts, labels, found = cyborg.environment_controller.state.hosts, env.action_labels(agent), 0
+    hosts, labels = cyborg.environment_controller.state.hosts, env.action_labels(agent)
+    found = escalations = 0
     for slot in range(cc4.HOST_SLOTS[cc4.LARGE]):
         subnet = ("admin_network_subnet", "office_network_subnet", "public_access_zone_subnet")[slot // 16]
         kind, number = ("server", slot % 16) if slot % 16 < 6 else ("user", slot % 16 - 6)
@@ -94,9 +97,11 @@ def test_analysis_reports_the_files_red_left_as_a_submission_reads_them():
             continue
         env.step(dict(SLEEP, **{agent: labels.index(f"Analyse {hostname}")}))
         env.step(SLEEP)
-        red_files = any(f.density >= 0.9 for f in hosts[hostname].files)
-        expected = np.arange(48) == slot if red_files else np.zeros(48, bool)
+        red_files = [f.name for f in hosts[hostname].files if f.density >= 0.9]
+        code = ESCALATION_FILE if "escalate.sh" in red_files else SHELL_FILE if red_files else 0
+        expected = np.where(np.arange(48) == slot, code, 0)
         assert (env.analysis(agent) == expected).all(), hostname
         assert (analysis(official, agent, 48) == expected).all(), hostname
-        found += red_files
-    assert found > 0
+        found += bool(red_files)
+        escalations += code == ESCALATION_FILE
+    assert found > 0 and escalations > 0

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from cage_sf import cc4
+from cage_sf.agent.cc4_memory import ESCALATION_FILE, SHELL_FILE
 from cage_sf.sim import make_cc4
 from cage_sf.sim.blue import deploy_decoy
 from cage_sf.sim.red import (
@@ -602,7 +603,8 @@ def test_index_spaces_labels_and_observation_layout_match_cyborg():
 
 def test_red_leaves_files_that_analyse_finds_and_restore_wipes():
     """Exploits leave cmd.sh and escalations escalate.sh (density 0.9): every host where red holds a shell it
-    exploited or a root session carries one; a finished Analyse reports them on its slot only; Restore wipes them."""
+    exploited or a root session carries one, and a root session an escalation's; a finished Analyse reports them
+    on its slot only, the escalation's as such; Restore wipes them."""
     sim = make_cc4(seed=0)
     sim.reset()
     rng = np.random.default_rng(1)
@@ -612,6 +614,7 @@ def test_red_leaves_files_that_analyse_finds_and_restore_wipes():
             for session in agent.sessions.values():
                 if session.root or not session.abstract:
                     assert sim.hosts.malware[session.host]
+                assert sim.hosts.escalation[session.host] or not session.root
     run(sim, 60)
     slots = sim.topology.slot_host[RZA]
     infected = next(i for i in range(16) if slots[i] >= 0 and sim.hosts.malware[slots[i]])
@@ -621,9 +624,11 @@ def test_red_leaves_files_that_analyse_finds_and_restore_wipes():
     assert not sim.analysis("blue_agent_0").any()  # Analyse takes 2 steps
     sim.step(SLEEP)
     assert np.flatnonzero(sim.analysis("blue_agent_0")).tolist() == [infected]
+    escalated = sim.hosts.escalation[slots[infected]]
+    assert sim.analysis("blue_agent_0")[infected] == (ESCALATION_FILE if escalated else SHELL_FILE)
     sim.step(dict(SLEEP, blue_agent_0=ANALYSE_0 + clean))
     sim.step(SLEEP)
     assert not sim.analysis("blue_agent_0").any()
     sim.step(dict(SLEEP, blue_agent_0=RESTORE_0 + infected))
     run(sim, 4)
-    assert not sim.hosts.malware[slots[infected]]
+    assert not sim.hosts.malware[slots[infected]] and not sim.hosts.escalation[slots[infected]]

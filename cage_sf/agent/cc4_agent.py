@@ -91,14 +91,15 @@ def episode_step(env, calls: int) -> int:
 
 
 def analysis(env, agent: str, slots: int) -> np.ndarray:
-    """[slots] bool: where the agent's Analyse that finished in the last step found red's files. cage-sf backends
-    say it (`analysis`); under CybORG's wrapper it is read from CybORG's dictionary observation of the agent."""
+    """[slots] `cc4_memory.malware_in_files` codes: what the agent's Analyse that finished in the last step found
+    of red's files. cage-sf backends say it (`analysis`); under CybORG's wrapper it is read from CybORG's
+    dictionary observation of the agent."""
     if hasattr(env, "analysis"):
         return env.analysis(agent)
     cyborg = getattr(env, "env", None)
     if hasattr(cyborg, "get_observation") and hasattr(env, "subnets"):
         return cc4_memory.malware_in_files(cyborg.get_observation(agent), env.subnets(agent))
-    return np.zeros(slots, dtype=bool)
+    return np.zeros(slots, dtype=np.int8)
 
 
 class CC4Agent:

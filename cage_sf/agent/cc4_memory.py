@@ -1,8 +1,9 @@
 """What a CC4 blue agent's policy sees: its observation vector plus the memory that vector lacks.
 
 CC4's flags are visible for exactly one step, nothing says whether the agent's own multi-step action is
-still running (docs/cc4.md §4.1), and what Analyse finds (red's files: an exploit's cmd.sh, escalate.sh) is only
-in CybORG's dictionary observation, so each agent keeps a small per-episode memory that takes those findings.
+still running (docs/cc4.md §4.1), and what Analyse finds (red's files: an exploit's cmd.sh, an escalation's
+escalate.sh) is only in CybORG's dictionary observation, so each agent keeps a small per-episode memory that takes
+those findings.
 This one definition is used by training (`cage_sf.adapter`, one row per env of a vector of envs) and by the
 exported submission (`cc4_agent.py`, which ships this file, one row per agent), so the policy sees the same
 features in both.
@@ -20,10 +21,12 @@ import numpy as np
 
 COMMANDS = 8  # Analyse, Monitor, Remove, Restore, Sleep, AllowTrafficZone, BlockTrafficZone, DeployDecoy
 AGENT_FEATURES = 3 + COMMANDS  # busy, steps remaining, episode progress, command in flight (one-hot)
-HOST_FEATURES = 9  # see AgentMemories.features
+HOST_FEATURES = 11  # see AgentMemories.features
 TRACE_DECAY = 0.9  # a flag seen k steps ago reads 0.9**k (half-life ~6.6 steps)
 ANALYSED_DECAY = 0.98  # a clean Analyse k steps ago reads 0.98**k (half-life ~34 steps): red may be back since
 MALWARE_DENSITY = 0.9  # Analyse lists every file; red's carry this density, and hosts start with none
+SHELL_FILE, ESCALATION_FILE = 1, 2  # what an Analyse found on a host: red's files, the worst of them
+ESCALATION_NAME = "escalate"  # escalate.sh: red made its session root there, which Remove cannot kill
 COUNT_CAP = 4.0  # counts are read as min(count, cap) / cap
 MAX_DURATION = 5.0  # Restore
 EPISODE_STEPS = 500.0
@@ -31,17 +34,20 @@ SLOTS_PER_SUBNET, SERVER_SLOTS = 16, 6  # a subnet's host slots: server_host_0..
 
 
 def malware_in_files(observation: dict, subnets: list[str]) -> np.ndarray:
-    """[16 per subnet] bool: the host slots (subnets in the given order, slots as above) whose
-    files in CybORG's dictionary observation of one agent include one of red's (Analyse reports them)."""
-    found = np.zeros(SLOTS_PER_SUBNET * len(subnets), dtype=bool)
+    """[16 per subnet] int8: what CybORG's dictionary observation of one agent lists of red's files per host slot
+    (subnets in the given order, slots as above; Analyse reports them): 0 none, SHELL_FILE only an exploit's
+    (cmd.sh), ESCALATION_FILE an escalation's (escalate.sh)."""
+    found = np.zeros(SLOTS_PER_SUBNET * len(subnets), dtype=np.int8)
     for hostname, facts in observation.items():
         files = facts.get("Files", []) if isinstance(facts, dict) else []
-        if not any(f.get("Density", 0) >= MALWARE_DENSITY for f in files):
+        red = [f for f in files if f.get("Density", 0) >= MALWARE_DENSITY]
+        if not red:
             continue
         subnet, kind, _, number = hostname.rsplit("_", 3)  # e.g. office_network_subnet_user_host_3
         if subnet in subnets and kind in ("server", "user"):
             slot = SERVER_SLOTS * (kind == "user") + int(number)
-            found[SLOTS_PER_SUBNET * subnets.index(subnet) + slot] = True
+            escalated = any(str(f.get("File Name", "")).startswith(ESCALATION_NAME) for f in red)
+            found[SLOTS_PER_SUBNET * subnets.index(subnet) + slot] = ESCALATION_FILE if escalated else SHELL_FILE
     return found
 
 
@@ -91,6 +97,8 @@ class AgentMemories:
         self.decoys = np.zeros((n, slots))  # decoys placed since the last own Restore
         self.own = np.zeros((n, slots, 2))  # own Restore, Remove: decaying
         self.malware = np.zeros((n, slots))  # an own Analyse found red's files since the last own Restore
+        self.escalation = np.zeros((n, slots))  # ... and among them an escalation's (Remove cannot clear it)
+        self.removed = np.zeros((n, slots))  # an own Remove since the host's last process flag
         self.analysed = np.zeros((n, slots))  # an own Analyse found none: slowly decaying
         self.reset()
 
@@ -100,7 +108,16 @@ class AgentMemories:
         self.free_at[rows] = 0
         self.in_flight[rows] = -1
         self.target[rows] = -1
-        for state in (self.traces, self.counts, self.decoys, self.own, self.malware, self.analysed):
+        for state in (
+            self.traces,
+            self.counts,
+            self.decoys,
+            self.own,
+            self.malware,
+            self.escalation,
+            self.removed,
+            self.analysed,
+        ):
             state[rows] = 0.0
 
     @property
@@ -110,19 +127,23 @@ class AgentMemories:
 
     def observe(self, vectors: np.ndarray, malware: np.ndarray | None = None) -> None:
         """Take this step's observation vectors, [n, obs_size] (the first ones right after reset), and the host
-        slots where an Analyse that finished in the last step found red's files ([n, slots] bool; None: none)."""
+        slots where an Analyse that finished in the last step found red's files ([n, slots] `malware_in_files` codes,
+        or bool: any red file; None: none)."""
         self.step += 1
         self.vectors[:] = vectors
         flags = self.vectors[:, self.flag_index]
         np.maximum(flags, self.traces * TRACE_DECAY, out=self.traces)
         self.counts += flags
+        self.removed[flags[..., 0] > 0] = 0.0  # a new exploit's shell: red is back since the Remove
         self.own *= TRACE_DECAY
         self.analysed *= ANALYSED_DECAY
-        found = np.zeros_like(self.malware, dtype=bool) if malware is None else np.asarray(malware, bool)
+        codes = np.zeros(self.malware.shape, np.int8) if malware is None else np.asarray(malware, np.int8)
+        found = codes > 0
         rows = np.flatnonzero((self.step == self.free_at) & (self.in_flight == self.analyse) & (self.target >= 0))
         slots = self.target[rows]
         self.analysed[rows, slots] = ~found[rows, slots]
         self.malware[found] = 1.0
+        self.escalation[codes >= ESCALATION_FILE] = 1.0
 
     def act(self, actions: np.ndarray, valid: np.ndarray, acting: np.ndarray) -> None:
         """Rows in `acting` submit `actions` now; an action whose `valid` is False runs as a one-step Sleep."""
@@ -136,17 +157,20 @@ class AgentMemories:
         self.own[rows[restored], slot[restored], 0] = 1.0
         self.counts[rows[restored], slot[restored]] = 0.0
         self.decoys[rows[restored], slot[restored]] = 0.0
-        self.malware[rows[restored], slot[restored]] = 0.0
+        for state in (self.malware, self.escalation, self.removed):
+            state[rows[restored], slot[restored]] = 0.0
         removed = on_host & (command == self.remove)
         self.own[rows[removed], slot[removed], 1] = 1.0
+        self.removed[rows[removed], slot[removed]] = 1.0
         decoyed = on_host & (command == self.decoy)
         self.decoys[rows[decoyed], slot[decoyed]] += 1.0
 
     def features(self) -> np.ndarray:
-        """[n, size]: [observation vector | busy, steps remaining, progress, command in flight | 9 per host slot:
+        """[n, size]: [observation vector | busy, steps remaining, progress, command in flight | 11 per host slot:
         process and connection flag traces, process and connection flags since the last Restore, decoys placed
         since then, own Restore and Remove traces, red's files found by an own Analyse since then, a clean
-        own Analyse (decaying)]."""
+        own Analyse (decaying), an escalation's file found since the last Restore, an own Remove since the last
+        process flag]."""
         out = np.empty((self.n, self.size), np.float32)
         out[:, : self.obs_size] = self.vectors
         agent = out[:, self.obs_size : self.obs_size + AGENT_FEATURES]
@@ -164,5 +188,7 @@ class AgentMemories:
         hosts[..., 5:7] = self.own
         hosts[..., 7] = self.malware
         hosts[..., 8] = self.analysed
+        hosts[..., 9] = self.escalation
+        hosts[..., 10] = self.removed
         hosts *= self.host_memory
         return out

@@ -47,8 +47,9 @@ class CC4Env(Protocol):
         ...
 
     def analysis(self, agent: str) -> np.ndarray:
-        """The agent's host slots (observation order) where its Analyse that finished in the last step found
-        red's files: CybORG reports them in the dictionary observation only."""
+        """What the agent's Analyse that finished in the last step found of red's files per host slot
+        (observation order), as `cc4_memory.malware_in_files` codes: CybORG reports them in the dictionary
+        observation only."""
         ...
 
     @property

@@ -62,7 +62,7 @@ class SyntheticBackend:
 
     def analysis(self, agent: str) -> np.ndarray:
         """No host here carries files: every Analyse comes back clean."""
-        return np.zeros(cc4.HOST_SLOTS[cc4.agent_type(agent)], dtype=bool)
+        return np.zeros(cc4.HOST_SLOTS[cc4.agent_type(agent)], dtype=np.int8)
 
     @property
     def step_count(self) -> int:

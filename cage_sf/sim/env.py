@@ -8,6 +8,7 @@ import numpy as np
 from gymnasium import spaces
 
 from cage_sf import cc4
+from cage_sf.agent.cc4_memory import ESCALATION_FILE, SHELL_FILE
 from cage_sf.sim import blue
 from cage_sf.sim.green import Greens
 from cage_sf.sim.observation import Observer
@@ -73,7 +74,8 @@ class CC4Sim:
         # Blocks/Allows have priority 1; every other action follows in blue, green, red order.
         for agent, action in sorted(blue_due, key=lambda due: due[1].command not in (blue.ALLOW, blue.BLOCK)):
             if action.command == blue.ANALYSE:  # it reports red's files on the host (density 0.9)
-                self._analysis[agent][self._host_slots[agent][action.host]] = hosts.malware[action.host]
+                found = ESCALATION_FILE if hosts.escalation[action.host] else SHELL_FILE * hosts.malware[action.host]
+                self._analysis[agent][self._host_slots[agent][action.host]] = found
             blue.execute(action, hosts, self._red, topo, rng)
         green = self._greens.step(hosts, rng, phase, bool(hosts.blocks.any()))
         for host in green.phished_hosts:
@@ -123,8 +125,8 @@ class CC4Sim:
         return self._blue.masks[_AGENT_INDEX[agent]].copy()
 
     def analysis(self, agent: str) -> np.ndarray:
-        """The agent's host slots where an Analyse that finished in the last step found red's files (CybORG puts
-        them in the dictionary observation, which the vector lacks)."""
+        """What the agent's Analyse that finished in the last step found of red's files per host slot, as
+        `malware_in_files` codes (CybORG puts them in the dictionary observation, which the vector lacks)."""
         return self._analysis[_AGENT_INDEX[agent]].copy()
 
     def busy_agents(self) -> set[str]:
@@ -169,7 +171,7 @@ class CC4Sim:
         self._observer = Observer(self.topology)
         self._blue = blue.BlueTeam(self.topology)
         self._host_slots = [blue.host_slots(i, self.topology) for i in range(_NUM_AGENTS)]
-        self._analysis = [np.zeros(cc4.HOST_SLOTS[cc4.agent_type(a)], dtype=bool) for a in cc4.AGENTS]
+        self._analysis = [np.zeros(cc4.HOST_SLOTS[cc4.agent_type(a)], dtype=np.int8) for a in cc4.AGENTS]
         self._green_penalty = (LWF[:, self._greens.subnet], ASF[:, self._greens.subnet])
         self._t = 0
         self.reward_terms = RewardTerms()

@@ -45,5 +45,5 @@ class CC4ParallelEnv(ParallelEnv):
         return self._env.action_mask(agent)
 
     def analysis(self, agent: str) -> np.ndarray:
-        """Host slots where the agent's Analyse that finished in the last step found red's files."""
+        """What the agent's Analyse that finished in the last step found of red's files per host slot."""
         return self._env.analysis(agent)

@@ -345,7 +345,7 @@ class RedTeam:
                 if not source.abstract:  # the escalation is launched from the source session
                     return False
                 chosen.root = True
-                hosts.malware[target] = True  # escalate.sh, density 0.9
+                hosts.malware[target] = hosts.escalation[target] = True  # escalate.sh, density 0.9
             if target == topo.server0[topo.subnet[target]]:
                 agent.mentioned.extend(int(topo.server0[s]) for s in SERVER0_LINKS[int(topo.subnet[target])])
             return True

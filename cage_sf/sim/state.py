@@ -24,6 +24,7 @@ class HostState:
     proc_flag: np.ndarray  # (H,) bool: a process-creation event happened on the host this step
     conn_flag: np.ndarray  # (H,) bool: a network-connection event happened on the host this step
     malware: np.ndarray  # (H,) bool: red left a file that blue's Analyse reports (an exploit's cmd.sh, escalate.sh)
+    escalation: np.ndarray  # (H,) bool: one of them is an escalation's escalate.sh (red made a session root)
     pids: list[set[int]]  # per host: PIDs of processes started this episode (red sessions, decoys), counted from
     # the snapshot's highest PID as 0
     suspicious: list[set[int]]  # per host: PIDs blue's Monitor read from process-creation events; never cleared
@@ -42,6 +43,7 @@ class HostState:
             proc_flag=np.zeros(num_hosts, dtype=bool),
             conn_flag=np.zeros(num_hosts, dtype=bool),
             malware=np.zeros(num_hosts, dtype=bool),
+            escalation=np.zeros(num_hosts, dtype=bool),
             pids=[set() for _ in range(num_hosts)],
             suspicious=[set() for _ in range(num_hosts)],
             pid_rng=pid_rng,
@@ -63,6 +65,7 @@ class HostState:
         self.proc_flag[host] = False
         self.conn_flag[host] = False
         self.malware[host] = False
+        self.escalation[host] = False
         self.pids[host].clear()
 
     def ports(self, host: int) -> int:
