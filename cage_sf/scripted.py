@@ -38,6 +38,7 @@ import numpy as np
 from tqdm import tqdm
 
 from cage_sf import cc4
+from cage_sf.agent.cc4_memory import ESCALATION_FILE
 from cage_sf.backends import make_backend
 from cage_sf.errors import UsageError
 from cage_sf.evaluate import evaluation_episode
@@ -71,21 +72,35 @@ def process_flags(vector: np.ndarray, kind: int) -> np.ndarray:
 
 class ReactiveDefender:
     """Base of the reactive policies: remembers its own in-flight actions, so it never submits while busy
-    (CybORG would drop the action and still charge a Restore)."""
+    (CybORG would drop the action and still charge a Restore). A flag shows for one step only: a defender with
+    `remembers_flags` also acts on the flags that came while it was busy, until it Removes or Restores the host
+    (the others see the flags of the steps they decide in, as the scripts the docs' baselines measured)."""
+
+    remembers_flags = False
 
     def __init__(self) -> None:
         self._step = 0
         self._free_at = dict.fromkeys(cc4.AGENTS, 0)
         self._durations = [cc4.action_durations(kind) for kind in (cc4.SMALL, cc4.LARGE)]
+        self._pending = {agent: np.zeros(cc4.HOST_SLOTS[kind], bool) for agent, kind in _KIND.items()}
+        self._cleared = [[cc4.action_index(kind, c) for c in ("Remove", "Restore")] for kind in (cc4.SMALL, cc4.LARGE)]
 
     def __call__(self, obs: dict[str, np.ndarray], masks: dict[str, np.ndarray], rng, analysis=None) -> dict[str, int]:
         actions = dict(_SLEEP)
         for agent, kind in _KIND.items():
-            if agent in obs and analysis and agent in analysis:
+            if agent not in obs:
+                continue
+            if analysis and agent in analysis:
                 self.observe(agent, analysis[agent])
-            if agent in obs and self._step >= self._free_at[agent]:
-                actions[agent] = self.choose(agent, kind, process_flags(obs[agent], kind), masks[agent])
-                self._free_at[agent] = self._step + int(self._durations[kind][actions[agent]])
+            flagged = process_flags(obs[agent], kind).astype(bool)
+            if self.remembers_flags:
+                flagged = self._pending[agent] = self._pending[agent] | flagged
+            if self._step >= self._free_at[agent]:
+                action = actions[agent] = self.choose(agent, kind, flagged.copy(), masks[agent])
+                self._free_at[agent] = self._step + int(self._durations[kind][action])
+                for start in self._cleared[kind]:
+                    if start <= action < start + cc4.HOST_SLOTS[kind]:
+                        self._pending[agent][action - start] = False
         self._step += 1
         return actions
 
@@ -159,22 +174,35 @@ class AnalyseRestore(ReactiveDefender):
 
 
 class RemoveAnalyseRestore(AnalyseRestore):
-    """A flagged host first gets the free Remove (it kills an exploit's user shell) and then an Analyse to check
-    that nothing else of red's stayed; only red's files found, which mark escalations and footholds a Remove
-    cannot clear, cost a Restore. Restores are the largest share of an episode's cost a defender controls."""
+    """A flagged host (flagged while the agent was busy too) first gets the free Remove (it kills an exploit's
+    user shell) and then an Analyse to check that nothing else of red's stayed; a Restore only where Analyse
+    finds what a Remove cannot clear: an escalation's file (red's session there is root), or an exploit's file on
+    a host not Removed since its last flag (a shell nobody saw, or one that came back). An exploit's file stays
+    after the Remove that killed its shell, so without that distinction every Removed host would be Restored
+    too. Restores are the largest share of an episode's cost a defender controls."""
+
+    remembers_flags = True
 
     def __init__(self) -> None:
         super().__init__()
         self._to_check: dict[str, list[int]] = {agent: [] for agent in cc4.AGENTS}
+        self._removed: dict[str, set[int]] = {agent: set() for agent in cc4.AGENTS}
+
+    def observe(self, agent: str, found: np.ndarray) -> None:
+        for slot in np.flatnonzero(found).tolist():
+            if found[slot] == ESCALATION_FILE or slot not in self._removed[agent]:
+                self._found[agent].add(slot)
 
     def choose(self, agent: str, kind: int, flagged: np.ndarray, mask: np.ndarray) -> int:
         restore, analyse, remove = (cc4.action_index(kind, c) for c in ("Restore", "Analyse", "Remove"))
         if self._found[agent]:
             slot = min(self._found[agent])
             self._found[agent].discard(slot)
+            self._removed[agent].discard(slot)
             return restore + slot
         if len(flags := np.flatnonzero(flagged)):
             self._to_check[agent].append(int(flags[0]))
+            self._removed[agent].add(int(flags[0]))
             return remove + int(flags[0])
         if self._to_check[agent]:
             return analyse + self._to_check[agent].pop(0)

@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 
 from cage_sf import cc4, scripted
+from cage_sf.agent.cc4_memory import ESCALATION_FILE, SHELL_FILE
 from cage_sf.backends import make_backend
 from cage_sf.errors import UsageError
 from cage_sf.scripted import load_policy, policy_returns
@@ -92,10 +93,16 @@ def test_analyse_restore_analyses_in_turn_and_restores_what_it_found_or_saw_flag
     assert act(quiet_obs(), masks, None, none)["blue_agent_0"] == analyse + slots[2]  # back to its round
 
 
-def test_remove_analyse_restore_removes_a_flagged_shell_checks_it_and_restores_only_what_analyse_found(episode_start):
+def test_remove_analyse_restore_removes_a_flagged_shell_checks_it_and_restores_only_what_remove_cannot_clear(
+    episode_start,
+):
     _, masks = episode_start
     act = load_policy("remove-analyse-restore")()
-    none = {a: np.zeros(cc4.HOST_SLOTS[cc4.agent_type(a)], bool) for a in SLEEP}
+    none = {a: np.zeros(cc4.HOST_SLOTS[cc4.agent_type(a)], np.int8) for a in SLEEP}
+
+    def found(slot, code):
+        return dict(none, blue_agent_0=np.where(np.arange(16) == slot, code, 0).astype(np.int8))
+
     analyse, remove, restore = (cc4.action_index(0, c) for c in ("Analyse", "Remove", "Restore"))
     slots = np.flatnonzero(masks["blue_agent_0"][analyse : analyse + 16])
     assert act(quiet_obs(), masks, None, none)["blue_agent_0"] == analyse + slots[0]  # its round, as analyse-restore
@@ -104,10 +111,33 @@ def test_remove_analyse_restore_removes_a_flagged_shell_checks_it_and_restores_o
     [act(quiet_obs(), masks, None, none) for _ in range(2)]  # Remove takes 3 steps
     assert act(quiet_obs(), masks, None, none)["blue_agent_0"] == analyse + 5  # then the removed host is checked
     assert act(quiet_obs(), masks, None, none)["blue_agent_0"] == SLEEP["blue_agent_0"]  # Analyse takes 2 steps
-    found = dict(none, blue_agent_0=np.arange(16) == 5)  # and red's files are still there
-    assert act(quiet_obs(), masks, None, found)["blue_agent_0"] == restore + 5
+    # the exploit's file outlives the shell the Remove killed: no Restore, the round goes on
+    assert act(quiet_obs(), masks, None, found(5, SHELL_FILE))["blue_agent_0"] == analyse + slots[1]
+    act(quiet_obs(), masks, None, none)
+    # an exploit's file on a host never Removed (a shell nobody saw) is Restored
+    unseen = int(slots[2]) if slots[2] != 5 else int(slots[3])
+    assert act(quiet_obs(), masks, None, found(unseen, SHELL_FILE))["blue_agent_0"] == restore + unseen
     [act(quiet_obs(), masks, None, none) for _ in range(4)]  # Restore takes 5 steps
-    assert act(quiet_obs(), masks, None, none)["blue_agent_0"] == analyse + slots[1]  # back to its round
+    assert act(quiet_obs(), masks, None, none)["blue_agent_0"] != restore + 5  # its round
+    # an escalation's file on the Removed host: red is root there, which only a Restore clears
+    act(quiet_obs(), masks, None, found(5, ESCALATION_FILE))
+    assert act(quiet_obs(), masks, None, none)["blue_agent_0"] == restore + 5
+
+
+def test_remove_analyse_restore_acts_on_flags_that_came_while_it_was_busy(episode_start):
+    """A flag shows for one step: one seen mid-Analyse is Removed at the next decision, and once only."""
+    _, masks = episode_start
+    act = load_policy("remove-analyse-restore")()
+    none = {a: np.zeros(cc4.HOST_SLOTS[cc4.agent_type(a)], np.int8) for a in SLEEP}
+    analyse, remove = cc4.action_index(0, "Analyse"), cc4.action_index(0, "Remove")
+    slots = np.flatnonzero(masks["blue_agent_0"][analyse : analyse + 16])
+    assert act(quiet_obs(), masks, None, none)["blue_agent_0"] == analyse + slots[0]
+    assert act(quiet_obs({"blue_agent_0": 7}), masks, None, none)["blue_agent_0"] == SLEEP["blue_agent_0"]  # busy
+    assert act(quiet_obs(), masks, None, none)["blue_agent_0"] == remove + 7
+    [act(quiet_obs(), masks, None, none) for _ in range(2)]  # Remove takes 3 steps
+    assert act(quiet_obs(), masks, None, none)["blue_agent_0"] == analyse + 7  # its check, then its round
+    act(quiet_obs(), masks, None, none)
+    assert act(quiet_obs(), masks, None, none)["blue_agent_0"] == analyse + slots[1]
 
 
 def test_a_policy_with_the_wrong_arguments_is_refused():
