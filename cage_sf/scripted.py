@@ -15,11 +15,14 @@ they would in the joint call (a CybORG submission asks each agent separately: `c
   restore-decoy  reactive: decoys on every server first, then Restore any host whose process flag is up
   analyse-restore  Restore a host whose process flag is up or whose Analyse found red's files, otherwise
                  Analyse the agent's hosts in turn
-  remove-analyse-restore  Remove a host whose process flag is up (an exploit's user shell: Remove costs nothing),
-                 then Analyse it; Restore (-1) only a host whose Analyse found red's files; otherwise Analyse
-                 the agent's hosts in turn (docs/experiments.md: +14 over analyse-restore on the simulator)
+  remove-analyse-restore  Remove a host whose process flag is (or was, while the agent was busy) up: an
+                 exploit's user shell, and Remove costs nothing; then Analyse it; Restore (-1) only where Analyse
+                 found an escalation's file, or an exploit's on a host not Removed since its last flag; otherwise
+                 Analyse the agent's hosts in turn (docs/experiments.md: +49 over analyse-restore on the
+                 simulator); the best scripted defender the project ships
   oracle         sees the true state (our simulator's `privileged_state`): Remove or Restore wherever red is,
-                 otherwise keep a decoy on every host; a ceiling for the others, and a privileged teacher
+                 otherwise keep a decoy on every host; a privileged reference (remove-analyse-restore, which
+                 leaves phishing footholds alone, beats it) and a privileged teacher
   module:function  your own policy function, or a class whose instances are policies
 
 A policy with `needs_state = True` (the oracle) also takes `state=backend.privileged_state()` every step: the

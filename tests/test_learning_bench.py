@@ -97,7 +97,9 @@ def play(env, choose, episodes: int) -> list[list[dict[str, int]]]:
     return played
 
 
-@pytest.mark.parametrize("policy", ["analyse-restore", "restore-decoy", "remove-restore", "sleep"])
+@pytest.mark.parametrize(
+    "policy", ["remove-analyse-restore", "analyse-restore", "restore-decoy", "remove-restore", "sleep"]
+)
 def test_per_agent_wrapper_plays_the_joint_policys_actions_on_the_simulator(policy):
     env = make_cc4(seed=3)
     state = {}
@@ -238,7 +240,7 @@ def test_options_resolve_the_run_and_pass_the_rest_to_training(tmp_path):
     )
     assert args.experiment == "learning-smoke" and args.train_dir == (tmp_path / "runs").resolve()
     assert overrides == ["--num_workers=1", "--seed=3"] and args.cyborg_episodes == 50 and args.episodes == 100
-    assert args.scripted == "analyse-restore" and args.minutes is None
+    assert args.scripted == "remove-analyse-restore" and args.minutes is None  # the best scripted defender
 
 
 def test_a_yaml_preset_is_passed_on_as_an_absolute_path(monkeypatch):
@@ -353,7 +355,9 @@ def stubbed_bench(tmp_path, monkeypatch, options: list[str]):
 def test_the_benchmark_reports_the_scripted_defender_and_the_oracle_on_the_simulator(tmp_path, monkeypatch, capsys):
     """Beside the trained policy's simulator return: the scripted reference and the oracle (the ceiling), on as
     many simulator episodes, in result.json and in the summary."""
-    bench, (args, overrides), lines = stubbed_bench(tmp_path, monkeypatch, ["--cyborg_episodes=0"])
+    bench, (args, overrides), lines = stubbed_bench(
+        tmp_path, monkeypatch, ["--cyborg_episodes=0", "--scripted=analyse-restore"]
+    )
     result = bench.run_benchmark(args, overrides)
     scripted, oracle = result["scripted_sim_return"], result["oracle_sim_return"]
     assert scripted["policy"] == "analyse-restore" and scripted["episodes"] == oracle["episodes"] == 2
