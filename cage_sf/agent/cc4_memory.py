@@ -23,7 +23,7 @@ COMMANDS = 8  # Analyse, Monitor, Remove, Restore, Sleep, AllowTrafficZone, Bloc
 AGENT_FEATURES = 3 + COMMANDS  # busy, steps remaining, episode progress, command in flight (one-hot)
 HOST_FEATURES = 11  # see AgentMemories.features
 TRACE_DECAY = 0.9  # a flag seen k steps ago reads 0.9**k (half-life ~6.6 steps)
-ANALYSED_DECAY = 0.98  # a clean Analyse k steps ago reads 0.98**k (half-life ~34 steps): red may be back since
+ANALYSED_DECAY = 0.98  # an own Analyse k steps ago reads 0.98**k (half-life ~34 steps): red may be back since
 MALWARE_DENSITY = 0.9  # Analyse lists every file; red's carry this density, and hosts start with none
 SHELL_FILE, ESCALATION_FILE = 1, 2  # what an Analyse found on a host: red's files, the worst of them
 ESCALATION_NAME = "escalate"  # escalate.sh: red made its session root there, which Remove cannot kill
@@ -99,7 +99,7 @@ class AgentMemories:
         self.malware = np.zeros((n, slots))  # an own Analyse found red's files since the last own Restore
         self.escalation = np.zeros((n, slots))  # ... and among them an escalation's (Remove cannot clear it)
         self.removed = np.zeros((n, slots))  # an own Remove since the host's last process flag
-        self.analysed = np.zeros((n, slots))  # an own Analyse found none: slowly decaying
+        self.analysed = np.zeros((n, slots))  # an own Analyse finished: slowly decaying
         self.reset()
 
     def reset(self, rows=slice(None)) -> None:
@@ -138,11 +138,9 @@ class AgentMemories:
         self.own *= TRACE_DECAY
         self.analysed *= ANALYSED_DECAY
         codes = np.zeros(self.malware.shape, np.int8) if malware is None else np.asarray(malware, np.int8)
-        found = codes > 0
         rows = np.flatnonzero((self.step == self.free_at) & (self.in_flight == self.analyse) & (self.target >= 0))
-        slots = self.target[rows]
-        self.analysed[rows, slots] = ~found[rows, slots]
-        self.malware[found] = 1.0
+        self.analysed[rows, self.target[rows]] = 1.0
+        self.malware[codes > 0] = 1.0
         self.escalation[codes >= ESCALATION_FILE] = 1.0
 
     def act(self, actions: np.ndarray, valid: np.ndarray, acting: np.ndarray) -> None:
@@ -168,9 +166,9 @@ class AgentMemories:
     def features(self) -> np.ndarray:
         """[n, size]: [observation vector | busy, steps remaining, progress, command in flight | 11 per host slot:
         process and connection flag traces, process and connection flags since the last Restore, decoys placed
-        since then, own Restore and Remove traces, red's files found by an own Analyse since then, a clean
-        own Analyse (decaying), an escalation's file found since the last Restore, an own Remove since the last
-        process flag]."""
+        since then, own Restore and Remove traces, red's files found by an own Analyse since then, an own
+        Analyse, whatever it found (decaying: which hosts are due for one), an escalation's file found since the
+        last Restore, an own Remove since the last process flag]."""
         out = np.empty((self.n, self.size), np.float32)
         out[:, : self.obs_size] = self.vectors
         agent = out[:, self.obs_size : self.obs_size + AGENT_FEATURES]
