@@ -13,6 +13,7 @@ import torch
 
 from cage_sf import cc4
 from cage_sf.adapter import CC4SampleFactoryEnv
+from cage_sf.agent.cc4_memory import MEMORY_VERSION
 from cage_sf.backends import make_backend
 from cage_sf.errors import UsageError
 from cage_sf.export import export
@@ -277,11 +278,19 @@ def test_evaluate_versus_pairs_a_scripted_defender_on_the_same_seeded_episodes(t
     assert not (tmp_path / "e3").exists()
 
 
-def test_evaluate_refuses_corrupted_weights_and_non_submissions(trained_run, tmp_path):
+def test_evaluate_refuses_corrupted_weights_other_memory_versions_and_non_submissions(trained_run, tmp_path):
+    """A submission whose networks read another memory layout than its runtime keeps would play on wrong
+    features (same widths, other meanings) or fail with a tensor-shape dump: refused in one line."""
     from cage_sf.evaluate import evaluate
 
     run, _ = trained_run
     submission = export(str(run), tmp_path / "s", checkpoint="latest", mode="greedy")
+    manifest = json.loads((submission / "model.json").read_text())
+    assert manifest["memory"] == MEMORY_VERSION
+    (submission / "model.json").write_text(json.dumps(manifest | {"memory": MEMORY_VERSION - 1}))
+    with pytest.raises(UsageError, match=f"memory version {MEMORY_VERSION - 1}; this runtime keeps version"):
+        evaluate(submission, episodes=1, seed=0, backend="sim", out=tmp_path / "e")
+    (submission / "model.json").write_text(json.dumps(manifest))
     (submission / "model.safetensors").write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00not json at all!")
     with pytest.raises(UsageError, match="cannot load the submission"):
         evaluate(submission, episodes=1, seed=0, backend="sim", out=tmp_path / "e")

@@ -22,6 +22,9 @@ import numpy as np
 COMMANDS = 8  # Analyse, Monitor, Remove, Restore, Sleep, AllowTrafficZone, BlockTrafficZone, DeployDecoy
 AGENT_FEATURES = 3 + COMMANDS  # busy, steps remaining, episode progress, command in flight (one-hot)
 HOST_FEATURES = 11  # see AgentMemories.features
+# Networks read these features by position: bump this when one changes its meaning, order or count. model.json
+# records it, and a submission whose networks were trained on another version is refused (cc4_agent.CC4Policy).
+MEMORY_VERSION = 3
 TRACE_DECAY = 0.9  # a flag seen k steps ago reads 0.9**k (half-life ~6.6 steps)
 ANALYSED_DECAY = 0.98  # an own Analyse k steps ago reads 0.98**k (half-life ~34 steps): red may be back since
 MALWARE_DENSITY = 0.9  # Analyse lists every file; red's carry this density, and hosts start with none
