@@ -21,7 +21,7 @@ def test_required_presets_exist():
 
 @pytest.mark.parametrize("preset", available_presets())
 def test_every_preset_resolves_with_vtrace(preset):
-    cfg = resolve_config(preset, ["--backend=synthetic"])
+    cfg = resolve_config(preset, [])
     assert cfg.env == "cc4" and cfg.experiment == preset and cfg.train_dir == "runs"
     assert cfg.with_vtrace and not cfg.normalize_returns and cfg.recurrence == cfg.rollout
     assert cfg.batched_sampling and cfg.vector_size >= 1 and not cfg.normalize_input
@@ -40,10 +40,13 @@ def test_impala_seed_hyperparameters():
 def test_the_leaderboard_preset_fine_tunes_an_imitating_entity_actor_on_defaults_other_settings():
     leaderboard, default = resolve_config("leaderboard", []), resolve_config("default", [])
     assert leaderboard.actor == "entity" and default.actor == "mlp"
-    assert leaderboard.imitate == "analyse-restore" and default.imitate == "none"
+    assert leaderboard.imitate == "remove-analyse-restore" and default.imitate == "none"
     assert leaderboard.learning_rate < default.learning_rate / 2
+    assert 0 < leaderboard.anchor_floor < leaderboard.anchor_coeff and leaderboard.privileged_critic
     differ = {k for k in vars(default) if getattr(default, k) != getattr(leaderboard, k)}
-    tuned = {"actor", "imitate", "learning_rate", "exploration_loss_coeff"}
+    imitation = {"imitate", "imitate_epochs", "imitate_smoothing"}
+    anchor = {"anchor_coeff", "anchor_decay_steps", "anchor_floor", "critic_warmup_steps", "privileged_critic"}
+    tuned = {"actor", "learning_rate", "exploration_loss_coeff"} | imitation | anchor
     assert differ - {"command_line", "cli_args"} == tuned | {"experiment"}
 
 
