@@ -27,7 +27,7 @@ from cage_sf.backends import make_backend
 from cage_sf.divergence import check_finite
 from cage_sf.errors import UsageError
 from cage_sf.models import model_config
-from cage_sf.runs import find_checkpoint, run_dir
+from cage_sf.runs import check_run_memory, find_checkpoint, run_dir
 
 AGENT_RUNTIME = Path(__file__).resolve().parent / "agent"
 RUNTIME_FILES = ("submission.py", "cc4_agent.py", "cc4_memory.py", "cc4_networks.py")
@@ -153,6 +153,7 @@ def export(experiment: str, out: Path, *, train_dir: str = "runs", checkpoint: s
     if select_episodes < 1:
         raise UsageError(f"select_episodes must be at least 1 (got {select_episodes})")
     run = run_dir(experiment, train_dir)
+    check_run_memory(run, "export")
     if out.exists() and (out.is_file() or any(out.iterdir())) and not force:
         raise UsageError(f"output {out} is not empty (use --force to overwrite)")
     cfg = json.loads((run / "config.json").read_text())

@@ -31,7 +31,6 @@ from torch import Tensor, nn
 
 from cage_sf import cc4, sf_compat
 from cage_sf.adapter import FEATURES, NUM_ACTIONS, PADDED_FEATURES, TEAM_SIZE
-from cage_sf.agent.cc4_memory import MEMORY_VERSION
 from cage_sf.agent.cc4_networks import ACTIVATIONS, MESSAGE_BITS, make_actors, mlp
 from cage_sf.sim.env import PRIVILEGED_STATE_SIZE
 
@@ -46,7 +45,7 @@ def model_config(cfg: Config) -> dict:
     settings = cfg if isinstance(cfg, Mapping) else vars(cfg)
     return {
         "format": "cage-sf/2",
-        "memory": MEMORY_VERSION,
+        "memory": settings.get("memory_version"),  # set by train.resolve_config, kept in a run's config.json
         "actor": settings.get("actor", "mlp"),
         "entity_width": settings.get("entity_width", 64),
         "messages": settings.get("messages", False),

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
+from cage_sf.agent.cc4_memory import check_version
 from cage_sf.errors import UsageError
 
 
@@ -12,6 +14,15 @@ def run_dir(experiment: str, train_dir: str) -> Path:
     if not (path / "config.json").is_file():
         raise UsageError(f"unknown experiment {experiment!r}: no {path / 'config.json'}")
     return path
+
+
+def check_run_memory(run: Path, doing: str) -> None:
+    """A run whose networks read another agent-memory layout than this code builds can be neither resumed nor
+    exported (the features would be read by position with other meanings): one line saying so."""
+    try:
+        check_version(json.loads((run / "config.json").read_text()).get("memory_version"))
+    except ValueError as exc:
+        raise UsageError(f"cannot {doing} run {run}: {exc}") from None
 
 
 def find_checkpoint(run: Path, which: str) -> Path:

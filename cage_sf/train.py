@@ -13,12 +13,14 @@ from sample_factory.algo.runners.runner import AlgoObserver
 from sample_factory.algo.utils.misc import ExperimentStatus
 from sample_factory.train import make_runner
 
+from cage_sf.agent.cc4_memory import MEMORY_VERSION
 from cage_sf.backends import resolve_backend
 from cage_sf.console import sf_log_muted
 from cage_sf.errors import UsageError
 from cage_sf.imitation import warm_start
 from cage_sf.presets import build_parser, check_config, parse_config, parse_overrides, preset_argv
 from cage_sf.run_guard import RunGuard
+from cage_sf.runs import check_run_memory
 
 BACKEND_WHY = {
     "sim": "our CC4 simulator, the default: ~200x faster than CybORG; --backend=cyborg trains on real CybORG",
@@ -59,6 +61,7 @@ def resolve_config(preset: str, overrides: list[str]) -> argparse.Namespace:
     argv += derived_argv(parse_config(parser, argv), set(parse_overrides(overrides)))
     cfg = parse_config(parser, argv)
     check_config(cfg)
+    cfg.memory_version = MEMORY_VERSION  # kept in the run's config.json: what its networks read (runs.check_run_memory)
     return cfg
 
 
@@ -79,6 +82,8 @@ def train(preset: str, overrides: list[str]) -> int:
     with sf_log_muted():  # nothing of SF's before a usage error
         cfg = resolve_config(preset, overrides)
         check_run_dir(cfg)
+        if Path(cfg.train_dir, cfg.experiment, "config.json").is_file():
+            check_run_memory(Path(cfg.train_dir, cfg.experiment), "resume")
         import cage_sf.env_registry  # noqa: F401  (registers env `cc4`)
         import cage_sf.models  # noqa: F401  (registers the CC4 actor-critic)
 

@@ -288,9 +288,15 @@ def test_evaluate_refuses_corrupted_weights_other_memory_versions_and_non_submis
     manifest = json.loads((submission / "model.json").read_text())
     assert manifest["memory"] == MEMORY_VERSION
     (submission / "model.json").write_text(json.dumps(manifest | {"memory": MEMORY_VERSION - 1}))
-    with pytest.raises(UsageError, match=f"memory version {MEMORY_VERSION - 1}; this runtime keeps version"):
+    with pytest.raises(UsageError, match=f"memory version {MEMORY_VERSION - 1}, but this code keeps version"):
         evaluate(submission, episodes=1, seed=0, backend="sim", out=tmp_path / "e")
     (submission / "model.json").write_text(json.dumps(manifest))
+    older = tmp_path / "older"  # a run trained before the memory's version was recorded: not exported
+    older.mkdir()
+    config = json.loads((run / "config.json").read_text())
+    (older / "config.json").write_text(json.dumps({k: v for k, v in config.items() if k != "memory_version"}))
+    with pytest.raises(UsageError, match="cannot export run .* trained on agent memory from before memory versions"):
+        export(str(older), tmp_path / "o", checkpoint="latest", mode="greedy")
     (submission / "model.safetensors").write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00not json at all!")
     with pytest.raises(UsageError, match="cannot load the submission"):
         evaluate(submission, episodes=1, seed=0, backend="sim", out=tmp_path / "e")

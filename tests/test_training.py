@@ -14,6 +14,9 @@ import pytest
 from sample_factory.algo.utils.misc import ExperimentStatus
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+from cage_sf.agent.cc4_memory import MEMORY_VERSION
+from cage_sf.train import resolve_config
+
 REPO = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.slow
 LOADED = re.compile(r"Loaded experiment state at self\.train_step=(\d+), self\.env_steps=(\d+)")
@@ -229,3 +232,18 @@ def test_learned_messages_carry_what_only_their_sender_sees(tmp_path):
         tmp_path, "--backend=signalling", "--messages=True", "--learning_rate=0.005", "--train_for_env_steps=200000"
     )
     assert returns[-1] > 280, returns  # a window of the last 10 episodes; chance: 250 ± 4
+
+
+def test_a_run_trained_on_another_memory_layout_is_not_resumed(tmp_path):
+    """Its networks read the memory's features by position: resuming it under other features would go on
+    training on wrong inputs. Refused in one line (exit 2) before anything starts."""
+    fresh = resolve_config("smoke", ["--backend=synthetic"])
+    assert fresh.memory_version == MEMORY_VERSION  # what a fresh run's config.json records
+    (tmp_path / "smoke").mkdir()
+    saved = {k: v for k, v in vars(fresh).items() if k != "memory_version"}
+    (tmp_path / "smoke" / "config.json").write_text(json.dumps(saved))
+    result = train("smoke", "--backend=synthetic", f"--train_dir={tmp_path}", timeout=120)
+    assert result.returncode == 2
+    [line] = result.stderr.splitlines()
+    assert "cannot resume run" in line and "from before memory versions, but this code keeps version" in line, line
+    assert sorted(p.name for p in (tmp_path / "smoke").iterdir()) == ["config.json"]

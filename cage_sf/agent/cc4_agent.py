@@ -60,13 +60,7 @@ class CC4Policy:
     """The actor networks of one cage-sf checkpoint."""
 
     def __init__(self, config: dict, tensors: dict[str, torch.Tensor]):
-        if config.get("memory") != cc4_memory.MEMORY_VERSION:
-            trained_on = f"version {config['memory']}" if "memory" in config else "from before memory versions"
-            raise ValueError(
-                f"these networks were trained on agent memory {trained_on}; this runtime keeps version "
-                f"{cc4_memory.MEMORY_VERSION} (the features differ): export the run with the cage-sf it was "
-                "trained with, or train it again"
-            )
+        cc4_memory.check_version(config.get("memory"))
         self.config = config
         self.actors = cc4_networks.make_actors(config)
         self.actors.load_state_dict({k[len("actors.") :]: v for k, v in tensors.items() if k.startswith("actors.")})

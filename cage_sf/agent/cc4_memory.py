@@ -36,6 +36,17 @@ EPISODE_STEPS = 500.0
 SLOTS_PER_SUBNET, SERVER_SLOTS = 16, 6  # a subnet's host slots: server_host_0..5, then user_host_0..9
 
 
+def check_version(recorded: int | None) -> None:
+    """Refuse networks trained on another memory layout than this one (`recorded`: the version model.json or a
+    run's config.json holds; None for those written before versions were recorded)."""
+    if recorded != MEMORY_VERSION:
+        trained_on = "from before memory versions" if recorded is None else f"version {recorded}"
+        raise ValueError(
+            f"trained on agent memory {trained_on}, but this code keeps version {MEMORY_VERSION} (the features "
+            "differ): use the cage-sf it was trained with, or train it again"
+        )
+
+
 def malware_in_files(observation: dict, subnets: list[str]) -> np.ndarray:
     """[16 per subnet] int8: what CybORG's dictionary observation of one agent lists of red's files per host slot
     (subnets in the given order, slots as above; Analyse reports them): 0 none, SHELL_FILE only an exploit's
