@@ -153,10 +153,10 @@ def export(experiment: str, out: Path, *, train_dir: str = "runs", checkpoint: s
     if select_episodes < 1:
         raise UsageError(f"select_episodes must be at least 1 (got {select_episodes})")
     run = run_dir(experiment, train_dir)
-    check_run_memory(run, "export")
+    cfg = json.loads((run / "config.json").read_text())
+    check_run_memory(run, cfg, "export")
     if out.exists() and (out.is_file() or any(out.iterdir())) and not force:
         raise UsageError(f"output {out} is not empty (use --force to overwrite)")
-    cfg = json.loads((run / "config.json").read_text())
     config = model_config(cfg)
     paths = candidate_checkpoints(run) if checkpoint == "auto" else [find_checkpoint(run, checkpoint)]
     candidates = {path: actor_tensors(path, config) for path in paths}  # checks every candidate fits

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from cage_sf.agent.cc4_memory import check_version
@@ -16,11 +15,11 @@ def run_dir(experiment: str, train_dir: str) -> Path:
     return path
 
 
-def check_run_memory(run: Path, doing: str) -> None:
-    """A run whose networks read another agent-memory layout than this code builds can be neither resumed nor
-    exported (the features would be read by position with other meanings): one line saying so."""
+def check_run_memory(run: Path, config: dict, doing: str) -> None:
+    """A run (`config`: its config.json) whose networks read another agent-memory layout than this code builds can
+    be neither resumed nor exported (the features would be read by position with other meanings): one line."""
     try:
-        check_version(json.loads((run / "config.json").read_text()).get("memory_version"))
+        check_version(config.get("memory_version"))
     except ValueError as exc:
         raise UsageError(f"cannot {doing} run {run}: {exc}") from None
 

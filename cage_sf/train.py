@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import signal
 import tempfile
@@ -82,8 +83,9 @@ def train(preset: str, overrides: list[str]) -> int:
     with sf_log_muted():  # nothing of SF's before a usage error
         cfg = resolve_config(preset, overrides)
         check_run_dir(cfg)
-        if Path(cfg.train_dir, cfg.experiment, "config.json").is_file():
-            check_run_memory(Path(cfg.train_dir, cfg.experiment), "resume")
+        saved = Path(cfg.train_dir, cfg.experiment, "config.json")
+        if saved.is_file():
+            check_run_memory(saved.parent, json.loads(saved.read_text()), "resume")
         import cage_sf.env_registry  # noqa: F401  (registers env `cc4`)
         import cage_sf.models  # noqa: F401  (registers the CC4 actor-critic)
 

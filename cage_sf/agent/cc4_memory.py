@@ -22,8 +22,8 @@ import numpy as np
 COMMANDS = 8  # Analyse, Monitor, Remove, Restore, Sleep, AllowTrafficZone, BlockTrafficZone, DeployDecoy
 AGENT_FEATURES = 3 + COMMANDS  # busy, steps remaining, episode progress, command in flight (one-hot)
 HOST_FEATURES = 11  # see AgentMemories.features
-# Networks read these features by position: bump this when one changes its meaning, order or count. model.json
-# records it, and a submission whose networks were trained on another version is refused (cc4_agent.CC4Policy).
+# Networks read these features by position: bump this when one changes its meaning, order or count. A run's
+# config.json and a submission's model.json record it; `check_version` refuses networks of another version.
 MEMORY_VERSION = 3
 TRACE_DECAY = 0.9  # a flag seen k steps ago reads 0.9**k (half-life ~6.6 steps)
 ANALYSED_DECAY = 0.98  # an own Analyse k steps ago reads 0.98**k (half-life ~34 steps): red may be back since
