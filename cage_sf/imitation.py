@@ -138,6 +138,24 @@ def smoothed_targets(actions: torch.Tensor, valid: torch.Tensor, kinds: torch.Te
     return targets
 
 
+def command_probabilities(logits: torch.Tensor, valid: torch.Tensor, kinds: torch.Tensor):
+    """Each command's probability (summed over its targets) under the actors' `logits` [rows, NUM_ACTIONS], and
+    which commands the mask offers on each row (the small type's padding column is neither)."""
+    command = _COMMAND_OF[kinds]
+    probs = torch.softmax(logits, dim=1)
+    by_command = torch.zeros(len(probs), len(cc4.COMMANDS) + 1).scatter_add(1, command, probs)
+    offered = torch.zeros_like(by_command).scatter_add_(1, command, valid.float()) > 0
+    return by_command[:, : len(cc4.COMMANDS)], offered[:, : len(cc4.COMMANDS)]
+
+
+def floor_penalty(logits: torch.Tensor, valid: torch.Tensor, kinds: torch.Tensor, floor: float) -> torch.Tensor:
+    """How far (in log-probability, summed over commands, mean over rows) the offered commands fall below
+    `floor`: zero once every valid command keeps at least `floor`, whatever the teacher does."""
+    by_command, offered = command_probabilities(logits, valid, kinds)
+    shortfall = functional.relu(np.log(floor) - torch.log(by_command.clamp_min(1e-30)))
+    return (shortfall * offered).sum(dim=1).mean()
+
+
 def imitate(
     model,
     demos: Demonstrations,
@@ -146,16 +164,25 @@ def imitate(
     batch_size: int = 512,
     progress: bool = False,
     smoothing: float = 0.0,
+    floor: float = 0.0,
 ) -> dict[str, float]:
     """Cross-entropy of the actors' logits on the teacher's actions (free agents; `smoothing`: on
-    `smoothed_targets`) plus the critics' squared error on its returns. Returns the last epoch's mean losses and
-    how often the actors' likeliest action is the teacher's (`progress`: a line per epoch)."""
+    `smoothed_targets`; `floor`: plus `floor_penalty`) plus the critics' squared error on its returns. Returns the
+    last epoch's mean losses and how often the actors' likeliest action is the teacher's (`progress`: a line per
+    epoch)."""
     with one_thread():  # small batches: on a busy 2-core box two threads ran 5x slower than one
-        return _imitate(model, demos, epochs, lr, batch_size, progress, smoothing)
+        return _imitate(model, demos, epochs, lr, batch_size, progress, smoothing, floor)
 
 
 def _imitate(
-    model, demos: Demonstrations, epochs: int, lr: float, batch_size: int, progress: bool, smoothing: float
+    model,
+    demos: Demonstrations,
+    epochs: int,
+    lr: float,
+    batch_size: int,
+    progress: bool,
+    smoothing: float,
+    floor: float,
 ) -> dict:
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     generator = torch.Generator().manual_seed(0)
@@ -169,8 +196,11 @@ def _imitate(
             logits = out["action_logits"][free, :NUM_ACTIONS]
             chosen = demos.actions[batch][free]
             kinds = inputs["agent_type"][free, 0].long()
-            targets = smoothed_targets(chosen, inputs["valid_actions"][free] > 0.5, kinds, smoothing)
+            valid = inputs["valid_actions"][free] > 0.5
+            targets = smoothed_targets(chosen, valid, kinds, smoothing)
             policy_loss = -(targets * functional.log_softmax(logits, dim=1)).sum(dim=1).mean()
+            if floor > 0:
+                policy_loss = policy_loss + floor_penalty(logits, valid, kinds, floor)
             value_loss = functional.mse_loss(out["values"], demos.returns[batch])
             optimizer.zero_grad()
             (policy_loss + value_loss).backward()
@@ -190,14 +220,12 @@ def held_out_check(model, demos: Demonstrations) -> dict[str, float]:
     with torch.no_grad(), one_thread():
         inputs = {key: value.float() for key, value in demos.inputs.items()}
         out = model.forward_tail(model.forward_head(model.normalize_obs(inputs)), False, sample_actions=False)
-        probs = torch.softmax(out["action_logits"][demos.free, :NUM_ACTIONS], dim=1)
-        command = _COMMAND_OF[inputs["agent_type"][demos.free, 0].long()]
-        by_command = torch.zeros(len(probs), len(cc4.COMMANDS) + 1).scatter_add_(1, command, probs)
+        logits = out["action_logits"][demos.free, :NUM_ACTIONS]
         valid = inputs["valid_actions"][demos.free] > 0.5
-        offered = torch.zeros_like(by_command).scatter_add_(1, command, valid.float()) > 0
-        least = torch.where(offered, by_command, torch.ones_like(by_command))[:, : len(cc4.COMMANDS)].min()
+        by_command, offered = command_probabilities(logits, valid, inputs["agent_type"][demos.free, 0].long())
+        least = torch.where(offered, by_command, torch.ones_like(by_command)).min()
         return {
-            "agreement": (probs.argmax(dim=1) == demos.actions[demos.free]).float().mean().item(),
+            "agreement": (logits.argmax(dim=1) == demos.actions[demos.free]).float().mean().item(),
             "least_command_probability": least.item(),
             "value_loss": functional.mse_loss(out["values"], demos.returns).item(),
         }
@@ -216,7 +244,15 @@ def warm_start(cfg) -> Path | None:
     privileged = cfg.privileged_critic
     demos = demonstrate(cfg.imitate, cfg.imitate_episodes, *settings, cfg.seed or 0, cfg.episode_steps, privileged)
     model = CC4ActorCritic(observation_space(privileged), action_space(cfg.messages), cfg)
-    losses = imitate(model, demos, cfg.imitate_epochs, cfg.imitate_lr, progress=True, smoothing=cfg.imitate_smoothing)
+    losses = imitate(
+        model,
+        demos,
+        cfg.imitate_epochs,
+        cfg.imitate_lr,
+        progress=True,
+        smoothing=cfg.imitate_smoothing,
+        floor=cfg.imitate_floor,
+    )
     seed = HELD_OUT_SEED + (cfg.seed or 0)
     held_out = demonstrate(cfg.imitate, NUM_ENVS, *settings, seed, cfg.episode_steps, privileged)
     check = held_out_check(model, held_out)

@@ -117,6 +117,13 @@ def add_imitation_args(parser: argparse.ArgumentParser) -> None:
         "targets), so reinforcement learning can still try what the teacher never does",
     )
     group.add_argument(
+        "--imitate_floor",
+        default=0.0,
+        type=float,
+        help="least probability imitation leaves each valid command on a free row (a penalty below it; 0: none), "
+        "where smoothing alone lets the fit starve some rows",
+    )
+    group.add_argument(
         "--anchor_coeff", default=0.0, type=float, help="weight of the actors' KL to the imitated policy (losses.py)"
     )
     group.add_argument(
@@ -193,6 +200,7 @@ DOMAINS: dict[str, Domain] = {
     ),
     "anchor_decay_steps": POSITIVE,
     "imitate_smoothing": Domain(0, 1, high_open=True),
+    "imitate_floor": Domain(0, 0.1),
     **dict.fromkeys(
         ("num_workers", "num_envs_per_worker", "worker_num_splits", "policy_workers_per_policy", "num_policies",
          "batch_size", "num_batches_per_epoch", "num_epochs", "rollout", "max_policy_lag", "keep_checkpoints",

@@ -6,8 +6,16 @@ import pytest
 import torch
 
 from cage_sf import cc4
-from cage_sf.adapter import action_space, observation_space
-from cage_sf.imitation import NUM_ENVS, demonstrate, held_out_check, imitate, smoothed_targets, warm_start
+from cage_sf.adapter import NUM_ACTIONS, action_space, observation_space
+from cage_sf.imitation import (
+    NUM_ENVS,
+    demonstrate,
+    floor_penalty,
+    held_out_check,
+    imitate,
+    smoothed_targets,
+    warm_start,
+)
 from cage_sf.losses import anchor_path
 from cage_sf.models import CC4ActorCritic
 from cage_sf.train import resolve_config
@@ -56,20 +64,38 @@ def test_smoothed_targets_split_the_rest_over_valid_commands_then_their_targets(
     assert targets[~valid[0]].abs().sum() == 0
 
 
-def test_smoothing_keeps_every_valid_command_reachable_and_the_teachers_choice_first(demos):
-    """On held-out episodes: without smoothing the commands the teacher never uses fade to ~1e-10; with it every
-    valid command keeps at least 1e-3 on every free row, and the likeliest action is the teacher's as often."""
+def test_floor_penalty_is_the_log_shortfall_of_offered_commands_below_the_floor():
+    kind = cc4.SMALL
+    valid = torch.zeros(1, NUM_ACTIONS, dtype=torch.bool)  # the adapter's width: the small type's is padded
+    analyse, sleep, remove = (cc4.action_index(kind, c) for c in ("Analyse", "Sleep", "Remove"))
+    valid[0, [analyse, analyse + 1, sleep, remove]] = True  # three commands offered
+    logits = torch.full((1, NUM_ACTIONS), -1e9)
+    logits[0, [analyse, analyse + 1, sleep, remove]] = torch.log(torch.tensor([0.5, 0.49, 0.0099, 0.0001]))
+    kinds = torch.tensor([kind])
+    assert floor_penalty(logits, valid, kinds, 1e-4).item() == pytest.approx(0.0, abs=1e-5)  # all at or above
+    expected = np.log(0.02 / 0.0099) + np.log(0.02 / 0.0001)  # Analyse (0.99) is above 0.02: no share
+    assert floor_penalty(logits, valid, kinds, 0.02).item() == pytest.approx(expected, rel=1e-4)
+    valid[0, remove] = False  # a command the mask does not offer costs nothing, however unlikely
+    assert floor_penalty(logits, valid, kinds, 0.02).item() == pytest.approx(np.log(0.02 / 0.0099), rel=1e-4)
+
+
+def test_smoothing_or_a_floor_keeps_every_valid_command_reachable_and_the_teachers_choice_first(demos):
+    """On held-out episodes: without either the commands the teacher never uses fade to ~1e-10; with smoothing,
+    or a floor on each command's probability, every valid command keeps at least 1e-3 on every free row, and the
+    likeliest action is the teacher's as often."""
     held_out = demonstrate("analyse-restore", NUM_ENVS, gamma=0.99, reward_scale=0.02, steps=STEPS, seed=100)
     cfg = resolve_config("smoke", [])
     checks = []
-    for smoothing in (0.0, 0.2):
+    for smoothing, floor in ((0.0, 0.0), (0.2, 0.0), (0.0, 0.003)):
         torch.manual_seed(0)
         model = CC4ActorCritic(observation_space(), action_space(False), cfg)
-        imitate(model, demos, epochs=10, lr=1e-3, batch_size=128, smoothing=smoothing)
+        imitate(model, demos, epochs=10, lr=1e-3, batch_size=128, smoothing=smoothing, floor=floor)
         checks.append(held_out_check(model, held_out))
-    plain, smoothed = checks
-    assert plain["least_command_probability"] < 1e-6 <= 1e-3 <= smoothed["least_command_probability"]
-    assert smoothed["agreement"] >= plain["agreement"] - 0.05
+    plain, smoothed, floored = checks
+    assert plain["least_command_probability"] < 1e-6
+    for check in (smoothed, floored):
+        assert check["least_command_probability"] >= 1e-3, check
+        assert check["agreement"] >= plain["agreement"] - 0.05, (plain, check)
 
 
 def test_warm_start_writes_the_first_checkpoint_of_a_fresh_run_only(tmp_path, demos):

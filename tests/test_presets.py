@@ -44,7 +44,7 @@ def test_the_leaderboard_preset_fine_tunes_an_imitating_entity_actor_on_defaults
     assert leaderboard.learning_rate < default.learning_rate / 2
     assert 0 < leaderboard.anchor_floor < leaderboard.anchor_coeff and leaderboard.privileged_critic
     differ = {k for k in vars(default) if getattr(default, k) != getattr(leaderboard, k)}
-    imitation = {"imitate", "imitate_epochs", "imitate_smoothing"}
+    imitation = {"imitate", "imitate_epochs", "imitate_smoothing", "imitate_floor"}
     anchor = {"anchor_coeff", "anchor_decay_steps", "anchor_floor", "critic_warmup_steps", "privileged_critic"}
     tuned = {"actor", "learning_rate", "exploration_loss_coeff"} | imitation | anchor
     assert differ - {"command_line", "cli_args"} == tuned | {"experiment"}
