@@ -140,6 +140,28 @@ def test_remove_analyse_restore_acts_on_flags_that_came_while_it_was_busy(episod
     assert act(quiet_obs(), masks, None, none)["blue_agent_0"] == analyse + slots[1]
 
 
+def test_remove_analyse_restores_round_takes_the_host_analysed_longest_ago_checks_included(episode_start):
+    """A host just checked after its Remove is not analysed again in the round: the round skips it once and
+    comes back to it last (a fixed round would analyse it twice in a row; the agent's memory could not show that)."""
+    _, masks = episode_start
+    act = load_policy("remove-analyse-restore")()
+    none = {a: np.zeros(cc4.HOST_SLOTS[cc4.agent_type(a)], np.int8) for a in SLEEP}
+    analyse, remove = cc4.action_index(0, "Analyse"), cc4.action_index(0, "Remove")
+    slots = np.flatnonzero(masks["blue_agent_0"][analyse : analyse + 16]).tolist()
+    assert len(slots) >= 3
+    assert act(quiet_obs(), masks, None, none)["blue_agent_0"] == analyse + slots[0]
+    act(quiet_obs(), masks, None, none)
+    assert act(quiet_obs({"blue_agent_0": slots[1]}), masks, None, none)["blue_agent_0"] == remove + slots[1]
+    [act(quiet_obs(), masks, None, none) for _ in range(2)]
+    assert act(quiet_obs(), masks, None, none)["blue_agent_0"] == analyse + slots[1]  # the check
+    chosen = []
+    while len(chosen) < len(slots):
+        action = act(quiet_obs(), masks, None, none)["blue_agent_0"]
+        if action != SLEEP["blue_agent_0"]:
+            chosen.append(action - analyse)
+    assert chosen == [*slots[2:], slots[0], slots[1]]
+
+
 def test_a_policy_with_the_wrong_arguments_is_refused():
     with pytest.raises(UsageError, match=r"must take \(observations, masks, rng, analysis\)"):
         load_policy("cage_sf.scripted:process_flags")
