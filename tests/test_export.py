@@ -141,7 +141,9 @@ def test_exported_agent_sleeps_while_its_action_runs(trained_run, tmp_path, monk
 
 def test_export_chooses_checkpoint_and_action_mode_by_simulator_score(trained_run, tmp_path):
     """Default export scores every kept checkpoint (and the best one) greedy and sampled on the same simulator
-    episodes and ships the top one."""
+    episodes and ships the top one, with its score on episodes that did not choose it."""
+    from cage_sf.export import _sim_returns, actor_tensors
+
     run, _ = trained_run
     best = run / "checkpoint_p0" / "best_000000001_10_true_objective_-100.000.pth"
     env = CC4SampleFactoryEnv(lambda: make_backend("synthetic"), step_timeout_s=5)
@@ -150,15 +152,21 @@ def test_export_chooses_checkpoint_and_action_mode_by_simulator_score(trained_ru
     torch.save({"model": other.state_dict(), "env_steps": 10}, best)
     try:
         out = export(str(run), tmp_path / "auto", select_episodes=2)
+        config = json.loads((out / "model.json").read_text())
+        run_config = model_config(json.loads((run / "config.json").read_text()))
+        chosen = actor_tensors(run / "checkpoint_p0" / config["source"]["checkpoint"], run_config)
     finally:
         best.unlink()
-    config = json.loads((out / "model.json").read_text())
     rows = config["source"]["selection"]
     assert {(r["checkpoint"], r["mode"]) for r in rows} == {
         (c, m) for c in ("checkpoint_000000001_10.pth", best.name) for m in ("greedy", "sample")
     }
     assert [r["mean"] for r in rows] == sorted((r["mean"] for r in rows), reverse=True)
     assert config["source"]["checkpoint"] == rows[0]["checkpoint"] and config["greedy"] == (rows[0]["mode"] == "greedy")
+    fresh = config["source"]["fresh"]  # the choice scored again on the next episodes, which did not choose it
+    assert (fresh["seed"], fresh["episodes"]) == (1_000_002, 2)
+    returns = _sim_returns(chosen, run_config, config["greedy"], 2, 1_000_002, host_memory=True)
+    assert fresh["mean"] == pytest.approx(np.mean(returns))
 
 
 def test_selection_plays_every_candidate_on_the_episodes_evaluate_plays_on_that_seed(trained_run):
