@@ -77,10 +77,10 @@ class TeacherAnchor:
 
     def kl(self, normalized_obs: dict[str, Tensor], log_probs: Tensor) -> Tensor:
         """Per-sample KL(teacher || actor) over the actions (message bits, if any, are the actor's own)."""
-        with torch.no_grad():
-            head = self.teacher.forward_head(normalized_obs)
-            logits = self.teacher.forward_tail(head, values_only=False, sample_actions=False, values=False)
-            teacher_log_probs = torch.log_softmax(logits["action_logits"][:, :NUM_ACTIONS], dim=1)
+        with torch.no_grad():  # the actors straight from the inputs: no packed head for the critics (learner profile)
+            obs = normalized_obs
+            logits = self.teacher.actor_logits(obs["obs"], obs["agent_type"], obs["valid_actions"])
+            teacher_log_probs = torch.log_softmax(logits[:, :NUM_ACTIONS], dim=1)
         return (teacher_log_probs.exp() * (teacher_log_probs - log_probs)).sum(dim=1)
 
 

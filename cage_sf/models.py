@@ -103,13 +103,23 @@ class CC4ActorCritic(ActorCritic):
         result = TensorDict(values=value.squeeze())
         if values_only:
             return result
+        logits = self.actor_logits(obs, agent_type, valid, rows)
+        self.last_action_distribution = get_action_distribution(self.action_space, logits)
+        result["action_logits"] = logits
+        self._maybe_sample_actions(sample_actions, result)
+        return result
 
+    def actor_logits(self, obs: Tensor, agent_type: Tensor, valid: Tensor, rows: list[Tensor] | None = None) -> Tensor:
+        """The actors' masked logits (then the message bits' logits, if any) from the `obs`, `agent_type` and
+        `valid_actions` inputs; `rows`: the row indices of each agent type, when the caller has them."""
+        if rows is None:
+            rows = [torch.nonzero(agent_type[:, 0] < 0.5).squeeze(1), torch.nonzero(agent_type[:, 0] >= 0.5).squeeze(1)]
         # A busy agent (mid multi-step action) has one valid action, Sleep: its probability is 1 whatever the actor
         # says, so the actor runs on the rows with a choice only (about half; all of them with messages, whose bits
         # a busy agent still chooses) and a busy row keeps logit 0 on Sleep: the same distribution, for less work.
-        logits = core_output.new_zeros((core_output.shape[0], NUM_ACTIONS))
+        logits = obs.new_zeros((obs.shape[0], NUM_ACTIONS))
         if self.messages:  # 2 logits per message bit, after the actions': the tuple distribution's layout
-            message_logits = core_output.new_zeros((core_output.shape[0], 2 * MESSAGE_BITS))
+            message_logits = obs.new_zeros((obs.shape[0], 2 * MESSAGE_BITS))
         choosing = torch.ones_like(agent_type[:, 0], dtype=torch.bool) if self.messages else valid.sum(dim=1) > 1.5
         for kind, idx in enumerate(rows):
             idx = idx[choosing[idx]]
@@ -121,13 +131,7 @@ class CC4ActorCritic(ActorCritic):
             if self.messages:
                 message_logits[idx] = out[:, actions:]
         logits = logits.masked_fill(valid < 0.5, MASKED_LOGIT)
-        if self.messages:
-            logits = torch.cat([logits, message_logits], dim=1)
-
-        self.last_action_distribution = get_action_distribution(self.action_space, logits)
-        result["action_logits"] = logits
-        self._maybe_sample_actions(sample_actions, result)
-        return result
+        return torch.cat([logits, message_logits], dim=1) if self.messages else logits
 
     def _values(self, inputs: Tensor, rows: list[Tensor]) -> Tensor:
         """Each critic once per distinct input row. Rows are grouped by one random projection of the row and the

@@ -1,4 +1,5 @@
-"""Every fix Sample Factory 2.1.1 needs with current torch and wandb, in one place.
+"""Every fix Sample Factory 2.1.1 needs with current torch and wandb, in one place (and the one learner setting it
+has no option for: Adam's foreach step on CPU).
 
 `apply()` is idempotent. `cage_sf.env_registry` and `cage_sf.models` call it at import time: Sample
 Factory's spawned processes unpickle our registered functions, import those modules, and so get the
@@ -42,6 +43,7 @@ def apply() -> None:
         return
     wandb_utils.init_wandb = runner_module.init_wandb = init_wandb
     Learner.load_checkpoint = staticmethod(load_checkpoint)
+    Learner.init = _adam_foreach(Learner.init)
     Learner._record_summaries = _record_summaries_with_vtrace(Learner._record_summaries)
     Learner._prepare_batch = _keep_vtrace_bootstrap(Learner._prepare_batch)
     Learner._calculate_losses = _vtrace_from_bootstrap(Learner._calculate_losses)
@@ -127,6 +129,21 @@ def load_checkpoint(checkpoints: list[str], device) -> dict | None:
         return torch.load(latest, map_location=device, weights_only=False)
     except Exception as exc:
         raise CheckpointLoadError(f"could not load checkpoint {latest}: {exc}") from exc
+
+
+def _adam_foreach(init):
+    """SF builds Adam without `foreach`, and for CPU tensors torch then steps one parameter at a time: 6.7 ms a
+    step against 2.5 ms for the leaderboard model (1.5M parameters in 52 tensors), ~4% of the learner's time. Set
+    after SF's init, which loads the checkpoint's optimizer state (and with it the saved setting)."""
+
+    @functools.wraps(init)
+    def wrapper(self):
+        result = init(self)
+        for group in self.optimizer.param_groups:
+            group["foreach"] = True
+        return result
+
+    return wrapper
 
 
 def _record_summaries_with_vtrace(record_summaries):

@@ -68,7 +68,8 @@ def test_fixes_reach_spawned_processes():
         "from sample_factory.algo.runners.runner import Runner\n"
         "print(Learner.load_checkpoint.__module__, hasattr(Learner._record_summaries, '__wrapped__'),\n"
         "      hasattr(Runner._update_stats_and_print_report, '__wrapped__'),\n"
-        "      hasattr(Learner._prepare_batch, '__wrapped__'), hasattr(Learner._calculate_losses, '__wrapped__'))\n"
+        "      hasattr(Learner._prepare_batch, '__wrapped__'), hasattr(Learner._calculate_losses, '__wrapped__'),\n"
+        "      hasattr(Learner.init, '__wrapped__'))\n"
     )
     out = subprocess.run(
         [sys.executable, "-c", child],
@@ -77,7 +78,8 @@ def test_fixes_reach_spawned_processes():
         timeout=120,
         check=True,
     ).stdout.decode()
-    assert out.splitlines()[-1].split() == ["cage_sf.sf_compat", "True", "True", "True", "True"]  # after SF's log
+    # the last line: after SF's log
+    assert out.splitlines()[-1].split() == ["cage_sf.sf_compat", "True", "True", "True", "True", "True"]
 
 
 def test_vtrace_matches_eq1_by_hand():
@@ -132,6 +134,7 @@ def test_vtrace_learner_bootstraps_from_its_value_of_the_next_state(tmp_path):
     versions = torch.zeros(1, dtype=torch.int32)
     learner = Learner(cfg, env_info, versions, 0, ParameterServer(0, versions, serial_mode=True))
     learner.init()
+    assert all(group["foreach"] for group in learner.optimizer.param_groups)  # sf_compat._adam_foreach
     model = learner.actor_critic
 
     gen = torch.Generator().manual_seed(0)
