@@ -66,6 +66,17 @@ def resolve_config(preset: str, overrides: list[str]) -> argparse.Namespace:
     return cfg
 
 
+def keep_saved_settings(cfg: argparse.Namespace, overrides: list[str]) -> None:
+    """A resumed run goes on with the settings it started with (its config.json), whatever its preset says now:
+    Sample Factory lays `cfg.cli_args` over the saved config, so only what this command line typed (and the
+    device this machine resolves `auto` to) stays in it; the preset's other values would silently replace the
+    run's."""
+    typed, naming = set(parse_overrides(overrides)), {"train_dir", "experiment"}
+    cfg.cli_args = {k: v for k, v in cfg.cli_args.items() if k in typed | naming | {"device"}}
+    changed = ", ".join(f"--{k}={v}" for k, v in cfg.cli_args.items() if k in typed - naming) or "nothing"
+    print(f"resuming {Path(cfg.train_dir, cfg.experiment)} with its saved settings; changed here: {changed}")
+
+
 def _interrupt_on_sigterm() -> None:
     """`kill` stops a run like Ctrl-C does: components stop and the latest state is saved."""
     signal.signal(signal.SIGTERM, lambda signum, frame: signal.default_int_handler(signum, frame))
@@ -86,6 +97,7 @@ def train(preset: str, overrides: list[str]) -> int:
         saved = Path(cfg.train_dir, cfg.experiment, "config.json")
         if saved.is_file():
             check_run_memory(saved.parent, json.loads(saved.read_text()), "resume")
+            keep_saved_settings(cfg, overrides)
         import cage_sf.env_registry  # noqa: F401  (registers env `cc4`)
         import cage_sf.models  # noqa: F401  (registers the CC4 actor-critic)
 

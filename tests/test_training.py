@@ -249,3 +249,27 @@ def test_a_run_trained_on_another_memory_layout_is_not_resumed(tmp_path):
     [line] = result.stderr.splitlines()
     assert "cannot resume run" in line and "from before memory versions, but this code keeps version" in line, line
     assert sorted(p.name for p in (tmp_path / "smoke").iterdir()) == ["config.json"]
+
+
+def test_a_resumed_run_keeps_its_saved_settings_over_its_presets_and_takes_what_is_typed(tmp_path, capsys):
+    """Sample Factory lays the command line over a resumed run's config.json; the preset's values reach it as
+    command-line arguments, so without `keep_saved_settings` a preset edited between interrupt and resume would
+    silently change the run."""
+    from sample_factory.cfg.arguments import load_from_checkpoint
+
+    from cage_sf.train import keep_saved_settings
+
+    start = ["--backend=synthetic", f"--train_dir={tmp_path}"]
+    saved = resolve_config("smoke", [*start, "--learning_rate=0.001", "--gamma=0.95"])
+    (tmp_path / "smoke").mkdir()
+    (tmp_path / "smoke" / "config.json").write_text(json.dumps(vars(saved)))
+    typed = [*start, "--gamma=0.9"]
+    preset_lr = resolve_config("smoke", typed).learning_rate
+    assert preset_lr != 0.001
+    assert load_from_checkpoint(resolve_config("smoke", typed)).learning_rate == preset_lr  # SF alone: the preset's
+    cfg = resolve_config("smoke", typed)
+    keep_saved_settings(cfg, typed)
+    loaded = load_from_checkpoint(cfg)
+    assert (loaded.learning_rate, loaded.gamma) == (0.001, 0.9)  # the run's own, and what was typed
+    [line] = capsys.readouterr().out.splitlines()
+    assert line.endswith("with its saved settings; changed here: --gamma=0.9, --backend=synthetic"), line
