@@ -227,13 +227,14 @@ def test_learned_messages_carry_what_only_their_sender_sees(tmp_path):
     (1 per step): messages that ignore the secret score ~250 per episode, the learned ones rise towards 500.
     This checks the path end to end: the tuple action space, the sampled bits through the adapter into the
     backend's `messages`, and the message heads trained by V-trace. (A higher learning rate than the preset's
-    keeps the test short: 295-380 after 200k agent steps.)"""
+    keeps the test short. The runs start learning between 200k and 300k agent steps: at 200k one run in three was
+    still at chance; at 400k three of three ended at 363-430.)"""
     returns = trained_returns(
-        tmp_path, "--backend=signalling", "--messages=True", "--learning_rate=0.005", "--train_for_env_steps=200000"
+        tmp_path, "--backend=signalling", "--messages=True", "--learning_rate=0.005", "--train_for_env_steps=400000"
     )
-    # windows of 10 episodes; chance: 250 ± 4. A learned run's windows swing by ~50 (e.g. 342, 295 at the end):
-    # the best of its last three, so that one low window does not fail a run that learned
-    assert max(returns[-3:]) > 280, returns
+    # windows of 10 episodes; chance: 250 ± 4. A learned run's windows swing by ~50: the best of its last three,
+    # so that one low window does not fail a run that learned
+    assert max(returns[-3:]) > 300, returns
 
 
 def test_a_run_trained_on_another_memory_layout_is_not_resumed(tmp_path):
