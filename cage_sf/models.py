@@ -57,6 +57,11 @@ def model_config(cfg: Config) -> dict:
     }
 
 
+def _rows_by_type(agent_type: Tensor) -> list[Tensor]:
+    """Row indices of the small-subnet agents, then of the large-subnet agent."""
+    return [torch.nonzero(agent_type[:, 0] < 0.5).squeeze(1), torch.nonzero(agent_type[:, 0] >= 0.5).squeeze(1)]
+
+
 class CC4ActorCritic(ActorCritic):
     def __init__(self, obs_space: ObsSpace, action_space: ActionSpace, cfg: Config):
         super().__init__(obs_space, action_space, cfg)  # feed-forward, separate critics: params.COMBINATIONS
@@ -96,7 +101,7 @@ class CC4ActorCritic(ActorCritic):
         obs, critic_input, agent_type, valid = torch.split(
             core_output, [PADDED_FEATURES, self.critic_size, 1, NUM_ACTIONS], dim=1
         )
-        rows = [torch.nonzero(agent_type[:, 0] < 0.5).squeeze(1), torch.nonzero(agent_type[:, 0] >= 0.5).squeeze(1)]
+        rows = _rows_by_type(agent_type)
 
         compute_values = values or values_only
         value = self._values(critic_input, rows) if compute_values else core_output.new_zeros(core_output.shape[0])
@@ -112,8 +117,7 @@ class CC4ActorCritic(ActorCritic):
     def actor_logits(self, obs: Tensor, agent_type: Tensor, valid: Tensor, rows: list[Tensor] | None = None) -> Tensor:
         """The actors' masked logits (then the message bits' logits, if any) from the `obs`, `agent_type` and
         `valid_actions` inputs; `rows`: the row indices of each agent type, when the caller has them."""
-        if rows is None:
-            rows = [torch.nonzero(agent_type[:, 0] < 0.5).squeeze(1), torch.nonzero(agent_type[:, 0] >= 0.5).squeeze(1)]
+        rows = _rows_by_type(agent_type) if rows is None else rows
         # A busy agent (mid multi-step action) has one valid action, Sleep: its probability is 1 whatever the actor
         # says, so the actor runs on the rows with a choice only (about half; all of them with messages, whose bits
         # a busy agent still chooses) and a busy row keeps logit 0 on Sleep: the same distribution, for less work.
