@@ -221,12 +221,13 @@ class RemoveAnalyseRestore(AnalyseRestore):
 
 
 class Oracle(ReactiveDefender):
-    """Sees where red is and at what privilege (`CC4Sim.privileged_state`) and rids the agent's hosts of it, root
-    before user, servers before users (an agent's zones weigh alike in every phase: only blue_agent_4 has several,
-    and HQ's three cost the same): Remove a user shell that a process flag betrayed (Remove knows only those PIDs,
-    and it is free), Restore anything else (root, phishing footholds, a shell Remove missed). Otherwise it keeps a
-    decoy on every host, which fails some exploits (on 200 simulator episodes a little better than sleeping,
-    within noise)."""
+    """Sees where red is and at what privilege (`CC4Sim.privileged_state`), and does what the best script would with
+    a perfect view: Restore a host the moment red is root there (the script waits for its round of Analyses to find
+    escalate.sh), Remove a user shell that a process flag betrayed (free, and Remove knows only those PIDs), and
+    leave other user footholds alone until they escalate (a Restore costs 1: restoring them too, its earlier rule,
+    scored 41 points worse on 100 episodes). Root before user, servers before users. With no Analyse to do, it
+    keeps a decoy on every host. Near the ceiling of a defence: +12.6 ± 2.7 over remove-analyse-restore on 300
+    simulator episodes (docs/experiments.md)."""
 
     needs_state = True
 
@@ -254,16 +255,22 @@ class Oracle(ReactiveDefender):
 
     def choose(self, agent: str, kind: int, flagged: np.ndarray, mask: np.ndarray) -> int:
         privilege, decoys = self._slots[agent][:, 0], self._slots[agent][:, 1]
-        held = np.flatnonzero(privilege > 0)
-        if len(held):
-            slot = int(max(held, key=lambda s: (privilege[s], s % cc4.SLOTS_PER_SUBNET < cc4.SERVER_SLOTS, -s)))
-            if privilege[slot] < 1 and self._flagged[agent][slot] and not self._removed[agent][slot]:
-                self._removed[agent][slot] = True
-                return cc4.action_index(kind, "Remove", slot)
-            return cc4.action_index(kind, "Restore", slot)
+        root = np.flatnonzero(privilege >= 1)
+        if len(root):
+            return cc4.action_index(kind, "Restore", _server_first(root))
+        shells = np.flatnonzero((privilege > 0) & self._flagged[agent] & ~self._removed[agent])
+        if len(shells):
+            slot = _server_first(shells)
+            self._removed[agent][slot] = True
+            return cc4.action_index(kind, "Remove", slot)
         decoy = cc4.action_index(kind, "DeployDecoy")
         bare = np.flatnonzero(mask[decoy : decoy + cc4.HOST_SLOTS[kind]] & (decoys == 0))
         return decoy + int(bare[0]) if len(bare) else _SLEEP[agent]
+
+
+def _server_first(slots: np.ndarray) -> int:
+    """A server's slot before a user host's (red on a server reaches further), then the lowest slot."""
+    return int(max(slots, key=lambda s: (s % cc4.SLOTS_PER_SUBNET < cc4.SERVER_SLOTS, -s)))
 
 
 def true_state(policy: Policy, env) -> dict[str, np.ndarray]:

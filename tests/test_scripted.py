@@ -179,35 +179,38 @@ def true_state(held: dict[tuple[int, int], float], decoys: bool = True) -> np.nd
     return np.concatenate([per_slot.ravel(), np.zeros(PRIVILEGED_STATE_SIZE - per_slot.size, np.float32)])
 
 
-def test_the_oracle_restores_root_first_removes_a_flagged_shell_and_decoys_bare_hosts(episode_start):
+def test_the_oracle_restores_root_removes_a_flagged_shell_leaves_other_footholds_and_decoys_bare_hosts(episode_start):
     _, masks = episode_start
     act, small, large = load_policy("oracle")(), cc4.SMALL, cc4.LARGE
     first = act(quiet_obs(), masks, None, None, state=true_state({}, decoys=False))
     assert first == {a: cc4.action_index(cc4.agent_type(a), "DeployDecoy", 0) for a in cc4.AGENTS}  # server_host_0
     assert act(quiet_obs(), masks, None, None, state=true_state({})) == SLEEP  # DeployDecoy takes 2 steps
-    # blue_agent_0 (RZA): root on slot 9, an exploit's shell (flagged) on slot 3; blue_agent_4: users on ADM
-    # user_host_1 (slot 7) and PAZ server_host_2 (slot 34)
-    held = {(RZA, 9): 1.0, (RZA, 3): 0.5, (ADM, 7): 0.5, (PAZ, 2): 0.5}
+    # blue_agent_0 (RZA): root on slot 9, an exploit's shell (flagged) on slot 3; blue_agent_4: unflagged user
+    # root on ADM user_host_1 (slot 7), an unflagged user foothold (phishing) on PAZ server_host_2 (slot 34)
+    held = {(RZA, 9): 1.0, (RZA, 3): 0.5, (ADM, 7): 1.0, (PAZ, 2): 0.5}
     chosen = act(quiet_obs({"blue_agent_0": 3}), masks, None, None, state=true_state(held))
-    assert chosen["blue_agent_0"] == cc4.action_index(small, "Restore", 9)  # root before user
-    assert chosen["blue_agent_4"] == cc4.action_index(large, "Restore", 34)  # servers before users; unflagged
-    del held[RZA, 9]
+    assert chosen["blue_agent_0"] == cc4.action_index(small, "Restore", 9)  # root before a user shell
+    assert chosen["blue_agent_4"] == cc4.action_index(large, "Restore", 7)  # root, not the server's user foothold
+    del held[RZA, 9], held[ADM, 7]
     for _ in range(4):  # Restore takes 5 steps
         assert act(quiet_obs(), masks, None, None, state=true_state(held))["blue_agent_0"] == SLEEP["blue_agent_0"]
-    assert act(quiet_obs(), masks, None, None, state=true_state(held))["blue_agent_0"] == cc4.action_index(
-        small, "Remove", 3
-    )  # the flag came while it was busy: Remove knows that shell's PID
+    after_restore = act(quiet_obs(), masks, None, None, state=true_state(held))
+    assert after_restore["blue_agent_0"] == cc4.action_index(small, "Remove", 3)  # the flag came while it was busy
+    assert after_restore["blue_agent_4"] == SLEEP["blue_agent_4"]  # a user foothold: no Restore until it escalates
     for _ in range(2):  # Remove takes 3 steps
         act(quiet_obs(), masks, None, None, state=true_state(held))
-    after = act(quiet_obs(), masks, None, None, state=true_state(held))  # red is still there: Remove missed it
-    assert after["blue_agent_0"] == cc4.action_index(small, "Restore", 3)
-    assert after["blue_agent_1"] == SLEEP["blue_agent_1"]  # nothing to clean, every host decoyed
+    missed = act(quiet_obs(), masks, None, None, state=true_state(held))  # red is still there: Remove missed it
+    assert missed["blue_agent_0"] == SLEEP["blue_agent_0"]  # one Remove per flag; the shell waits for its escalation
+    held[RZA, 3] = 1.0
+    assert act(quiet_obs(), masks, None, None, state=true_state(held))["blue_agent_0"] == cc4.action_index(
+        small, "Restore", 3
+    )
 
 
 def test_the_oracle_beats_analyse_restore_on_the_simulator_by_several_sem():
-    """The ceiling is worth its name: on 16 paired simulator episodes the oracle is 39 ± 9 better (on 200 it
-    scores -141.5 ± 2.3 against analyse-restore's -173.1 ± 2.9; most of what remains is CON's Impacts, where
-    no blue agent acts, and the Restores' cost)."""
+    """A ceiling worth its name: on these 16 paired simulator episodes the oracle is 56 ± 14 better. Against the
+    best script (remove-analyse-restore) it is +12.6 ± 2.7 on 300 (docs/experiments.md, "How far a perfect view
+    goes"): too close for a short test to tell apart."""
     oracle = np.array(policy_returns("oracle", 16, seed=0))
     scripted = np.array(policy_returns("analyse-restore", 16, seed=0))
     gain, sem = mean_and_sem(list(oracle - scripted))
