@@ -38,6 +38,9 @@ def derived_argv(cfg: argparse.Namespace, explicit: set[str]) -> list[str]:
         # a CybORG env is ~200x slower and far heavier than ours: the simulator's vector size would build
         # hundreds of CybORG instances on a many-core box
         argv.append(f"--vector_size={cfg.cyborg_vector_size}")
+    if backend != "sim" and cfg.privileged_critic and "privileged_critic" not in explicit:
+        # only our simulator has a true state to show: a preset's privileged critic sees the blue view elsewhere
+        argv.append("--privileged_critic=False")
     if cfg.device == "auto":
         argv.append(f"--device={'gpu' if torch.cuda.is_available() else 'cpu'}")
     if cfg.with_vtrace and not cfg.use_rnn:

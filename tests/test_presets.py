@@ -37,16 +37,18 @@ def test_impala_seed_hyperparameters():
     assert not cfg.actor_critic_share_weights
 
 
-def test_the_leaderboard_preset_fine_tunes_an_imitating_entity_actor_on_defaults_other_settings():
+def test_default_learns_from_scratch_and_leaderboard_fine_tunes_an_imitated_actor_on_its_other_settings():
     leaderboard, default = resolve_config("leaderboard", []), resolve_config("default", [])
-    assert leaderboard.actor == "entity" and default.actor == "mlp"
+    assert leaderboard.actor == default.actor == "entity"
+    assert leaderboard.privileged_critic and default.privileged_critic
+    assert default.factored_actions and not leaderboard.factored_actions  # the imitation was measured on flat logits
     assert leaderboard.imitate == "remove-analyse-restore" and default.imitate == "none"
     assert leaderboard.learning_rate < default.learning_rate / 2
-    assert 0 < leaderboard.anchor_floor < leaderboard.anchor_coeff and leaderboard.privileged_critic
+    assert 0 < leaderboard.anchor_floor < leaderboard.anchor_coeff
     differ = {k for k in vars(default) if getattr(default, k) != getattr(leaderboard, k)}
     imitation = {"imitate", "imitate_epochs", "imitate_smoothing", "imitate_floor"}
-    anchor = {"anchor_coeff", "anchor_decay_steps", "anchor_floor", "critic_warmup_steps", "privileged_critic"}
-    tuned = {"actor", "learning_rate", "exploration_loss_coeff"} | imitation | anchor
+    anchor = {"anchor_coeff", "anchor_decay_steps", "anchor_floor", "critic_warmup_steps"}
+    tuned = {"factored_actions", "learning_rate", "exploration_loss_coeff"} | imitation | anchor
     assert differ - {"command_line", "cli_args"} == tuned | {"experiment"}
 
 
@@ -77,6 +79,15 @@ def test_cyborg_gets_small_vectors_unless_the_command_line_says_otherwise(monkey
     assert resolve_config("default", ["--backend=cyborg"]).vector_size == 2
     assert resolve_config("default", ["--backend=cyborg", "--vector_size=4"]).vector_size == 4
     assert resolve_config("default", ["--backend=sim"]).vector_size == 16
+
+
+def test_a_presets_privileged_critic_sees_the_blue_view_on_cyborg_unless_the_command_line_asks(monkeypatch):
+    """The true state exists only in our simulator: `./train.sh default --backend=cyborg` must still run."""
+    monkeypatch.setattr("cage_sf.backends.cyborg_available", lambda: True)
+    assert resolve_config("default", []).privileged_critic
+    assert not resolve_config("default", ["--backend=cyborg"]).privileged_critic
+    with pytest.raises(UsageError, match="privileged_critic=True reads our simulator's true state"):
+        resolve_config("default", ["--backend=cyborg", "--privileged_critic=True"])
 
 
 def test_preset_from_a_yaml_path(tmp_path):
