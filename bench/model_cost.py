@@ -1,5 +1,6 @@
 """The learner's cost per sample of each actor network, in one run: forward + backward of the whole actor-critic
-(actors, critics, V-trace-style value use) on training-shaped batches of real simulator observations.
+(actors, critics, V-trace-style value use) on training-shaped batches of real simulator observations, with the
+`default` preset's other model settings (its factored head and privileged critic).
 
     python bench/model_cost.py                  # mlp and entity, batch 2000, CPU, 1 thread
     python bench/model_cost.py --threads=2 --device=cuda
@@ -31,9 +32,10 @@ from cage_sf.params import ACTORS  # noqa: E402
 from cage_sf.train import resolve_config  # noqa: E402
 
 
-def observations(rows: int, seed: int = 0) -> dict[str, torch.Tensor]:
-    """`rows` agent observations from a vector of simulators stepped with random valid actions."""
-    env = CC4VectorEnv(lambda: make_backend("sim"), num_envs=rows // 5, step_timeout_s=60)
+def observations(rows: int, privileged: bool, seed: int = 0) -> dict[str, torch.Tensor]:
+    """`rows` agent observations from a vector of simulators stepped with random valid actions (`privileged`: with
+    the true state the privileged critic reads)."""
+    env = CC4VectorEnv(lambda: make_backend("sim"), num_envs=rows // 5, step_timeout_s=60, privileged=privileged)
     obs, _ = env.reset(seed=seed)
     rng = np.random.default_rng(seed)
     for _ in range(20):
@@ -73,12 +75,13 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    batch = {key: value.to(args.device) for key, value in observations(args.batch).items()}
+    configs = {actor: resolve_config("default", ["--backend=sim", f"--actor={actor}"]) for actor in ACTORS}
+    privileged = configs[ACTORS[0]].privileged_critic  # the default preset's critic, the same for every actor
+    batch = {key: value.to(args.device) for key, value in observations(args.batch, privileged).items()}
     costs = {}
-    for actor in ACTORS:
-        cfg = resolve_config("default", ["--backend=sim", f"--actor={actor}"])
+    for actor, cfg in configs.items():
         torch.manual_seed(0)
-        model = CC4ActorCritic(observation_space(), spaces.Discrete(NUM_ACTIONS), cfg).to(args.device)
+        model = CC4ActorCritic(observation_space(privileged), spaces.Discrete(NUM_ACTIONS), cfg).to(args.device)
         costs[actor] = microseconds_per_sample(model, batch, args.repeats)
         print(f"{actor}: {costs[actor]:.1f} us per sample", flush=True)
     ratio = costs["entity"] / costs["mlp"]
