@@ -185,8 +185,8 @@ def test_the_oracle_restores_root_removes_a_flagged_shell_leaves_other_footholds
     first = act(quiet_obs(), masks, None, None, state=true_state({}, decoys=False))
     assert first == {a: cc4.action_index(cc4.agent_type(a), "DeployDecoy", 0) for a in cc4.AGENTS}  # server_host_0
     assert act(quiet_obs(), masks, None, None, state=true_state({})) == SLEEP  # DeployDecoy takes 2 steps
-    # blue_agent_0 (RZA): root on slot 9, an exploit's shell (flagged) on slot 3; blue_agent_4: unflagged user
-    # root on ADM user_host_1 (slot 7), an unflagged user foothold (phishing) on PAZ server_host_2 (slot 34)
+    # blue_agent_0 (RZA): root on slot 9, an exploit's shell (flagged) on slot 3; blue_agent_4: root on ADM
+    # user_host_1 (slot 7), an unflagged user foothold (phishing) on PAZ server_host_2 (slot 34)
     held = {(RZA, 9): 1.0, (RZA, 3): 0.5, (ADM, 7): 1.0, (PAZ, 2): 0.5}
     chosen = act(quiet_obs({"blue_agent_0": 3}), masks, None, None, state=true_state(held))
     assert chosen["blue_agent_0"] == cc4.action_index(small, "Restore", 9)  # root before a user shell
