@@ -1,7 +1,7 @@
 """Every option cage-sf adds to Sample Factory's, in one place: the CC4 env, the model, the imitation warm start
-and the teacher anchor, run supervision; and the value domains and combinations a run is refused for (before it
-starts, with one line: `cage_sf.presets.check_config`). Sample Factory's own options keep its defaults unless a
-preset in configs/ sets them."""
+and the teacher anchor, the learning-rate decay, run supervision; and the value domains and combinations a run is
+refused for (before it starts, with one line: `cage_sf.presets.check_config`). Sample Factory's own options keep its
+defaults unless a preset in configs/ sets them."""
 
 from __future__ import annotations
 
@@ -28,6 +28,7 @@ def add_cage_sf_args(parser: argparse.ArgumentParser) -> None:
     add_cc4_env_args(parser)
     add_model_args(parser)
     add_imitation_args(parser)
+    add_learning_args(parser)
     add_run_args(parser)
 
 
@@ -143,6 +144,17 @@ def add_imitation_args(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def add_learning_args(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("CC4 learning")
+    group.add_argument(
+        "--lr_decay_to",
+        default=1.0,
+        type=float,
+        help="the learning rate falls linearly to this share of --learning_rate as the run's budget (env steps or "
+        "seconds, whichever runs out first) is spent; 1: constant (schedules.py)",
+    )
+
+
 def add_run_args(parser: argparse.ArgumentParser) -> None:
     run = parser.add_argument_group("cage-sf")
     run.add_argument(
@@ -201,6 +213,7 @@ DOMAINS: dict[str, Domain] = {
     "anchor_decay_steps": POSITIVE,
     "imitate_smoothing": Domain(0, 1, high_open=True),
     "imitate_floor": Domain(0, 0.1),
+    "lr_decay_to": PROBABILITY,
     **dict.fromkeys(
         ("num_workers", "num_envs_per_worker", "worker_num_splits", "policy_workers_per_policy", "num_policies",
          "batch_size", "num_batches_per_epoch", "num_epochs", "rollout", "max_policy_lag", "keep_checkpoints",
@@ -257,6 +270,10 @@ COMBINATIONS: tuple[tuple[Callable[[argparse.Namespace], bool], str], ...] = (
     (
         lambda cfg: cfg.with_vtrace or (cfg.anchor_coeff == 0 and cfg.critic_warmup_steps == 0),
         "anchor_coeff and critic_warmup_steps are losses of the V-trace learner (cage_sf.losses): with_vtrace=True",
+    ),
+    (
+        lambda cfg: cfg.lr_decay_to == 1.0 or cfg.lr_schedule == "constant",
+        "lr_decay_to={lr_decay_to} is a schedule of its own: it needs lr_schedule=constant (not {lr_schedule})",
     ),
     (
         lambda cfg: cfg.batch_size % max(cfg.recurrence, 1) == 0,

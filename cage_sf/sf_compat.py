@@ -25,7 +25,7 @@ from sample_factory.algo.utils.misc import EPISODIC
 from sample_factory.utils import wandb_utils
 from sample_factory.utils.utils import log as sf_log
 
-from cage_sf import divergence, run_guard
+from cage_sf import divergence, run_guard, schedules
 from cage_sf.losses import cc4_losses
 
 log = logging.getLogger(__name__)
@@ -55,6 +55,7 @@ def apply() -> None:
     _log_through_sf()
     run_guard.install()
     divergence.install()
+    schedules.install()
     _applied = True
 
 
