@@ -120,6 +120,12 @@ def _parser() -> argparse.ArgumentParser:
     plot.add_argument("experiment", help="experiment name under --train_dir, or a run directory")
     plot.add_argument("--train_dir", default="runs")
     plot.add_argument("--out", type=Path, help="PNG path (default: <run>/learning_curves.png)")
+    plot.add_argument(
+        "--window_env_steps",
+        type=_count,
+        default=250_000,
+        help="also print the training return per window of this many env steps and its largest fall",
+    )
     return parser
 
 
@@ -165,11 +171,12 @@ def _run(args: argparse.Namespace) -> int:
 
         evaluate(args.submission, args.episodes, args.seed, args.backend, args.out, args.versus)
     if args.command == "plot":
-        from cage_sf.plots import plot_learning_curves
+        from cage_sf.plots import plot_learning_curves, print_windows
         from cage_sf.runs import run_dir
 
         run = run_dir(args.experiment, args.train_dir)
         print(f"written {plot_learning_curves(run, args.out or run / 'learning_curves.png')}")
+        print_windows(run, args.window_env_steps)
     if args.command == "options":
         from cage_sf.presets import build_parser
 

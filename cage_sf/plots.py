@@ -1,4 +1,5 @@
-"""PNG plots people look at instead of logs: an evaluation's returns and a run's learning curves.
+"""PNG plots people look at instead of logs: an evaluation's returns and a run's learning curves, and how steadily
+a run's return climbed (`return_windows`, `largest_fall`: printed by `cage-sf plot`).
 
 A run resumed after an interrupt writes a new TensorBoard event file per session; `read_series` joins them on
 one training clock (each session counts from its file's creation, so the time between sessions is left out).
@@ -95,6 +96,49 @@ def read_series(run_dir: Path, tag: str) -> Series:
         offset += end - start
     steps, values, seconds = zip(*kept, strict=True) if kept else ((), (), ())
     return Series(np.array(steps, dtype=np.int64), np.array(values, dtype=float), np.array(seconds, dtype=float))
+
+
+class Fall(NamedTuple):
+    """A window's return below the best window before it, as a share of that best's size."""
+
+    share: float
+    best: tuple[int, float]  # (window's first env step, return)
+    fallen: tuple[int, float]
+
+
+def return_windows(run_dir: Path, env_steps: int = 250_000) -> list[tuple[int, float]]:
+    """(first env step, mean return) of each window of `env_steps` env steps that holds summaries of the training
+    episodes' evaluation-style return (each summary: the mean of SF's last `stats_avg` episodes), in order."""
+    series = read_series(run_dir, "cc4/eval_return")
+    window = series.steps // len(cc4.AGENTS) // env_steps
+    return [(int(k) * env_steps, float(series.values[window == k].mean())) for k in np.unique(window)]
+
+
+def largest_fall(windows: list[tuple[int, float]]) -> Fall | None:
+    """The deepest fall of a window below the best window before it (None: the return never fell). A return
+    falling from -200 to -220 is a share of 0.1."""
+    falls = []
+    best = windows[0] if windows else None
+    for window in windows[1:]:
+        if window[1] < best[1]:
+            falls.append(Fall((best[1] - window[1]) / abs(best[1]), best, window))
+        else:
+            best = window
+    return max(falls, default=None)
+
+
+def print_windows(run_dir: Path, env_steps: int) -> None:
+    windows = return_windows(run_dir, env_steps)
+    print(f"training return per {env_steps:,} env steps: {' '.join(f'{value:.0f}' for _, value in windows)}")
+    fall = largest_fall(windows)
+    if fall is None:
+        print("it never fell below an earlier window")
+        return
+    (best_step, best), (step, value) = fall.best, fall.fallen
+    print(
+        f"largest fall below an earlier best window: {fall.share:.1%} ({best:.0f} from {best_step:,} env steps, "
+        f"{value:.0f} from {step:,})"
+    )
 
 
 def training_seconds(run_dir: Path) -> float:

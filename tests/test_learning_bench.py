@@ -331,6 +331,28 @@ def test_two_panel_curves_against_env_steps_and_training_time(resumed_run, monke
     assert len(steps_lines) == len(time_lines) == 2  # the curve and the reference line
 
 
+def test_plot_prints_the_return_per_window_and_its_deepest_fall_below_an_earlier_best(tmp_path, capsys):
+    """Windows of 100 env steps (500 agent steps): the run climbs to -300, falls 15% to -345, recovers to -320."""
+    from cage_sf.cli import main
+
+    run = tmp_path / "run"
+    points = [(0, -1000.0), (250, -800.0), (500, -400.0), (1000, -300.0), (1500, -345.0), (2000, -320.0)]
+    write_session(run / ".summary" / "0", ".a", [(step, value, 1000.0 + step) for step, value in points])
+    (run / "config.json").write_text("{}")
+
+    assert main(["plot", str(run), "--window_env_steps=100"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[1] == "training return per 100 env steps: -900 -400 -300 -345 -320"
+    assert out[2] == "largest fall below an earlier best window: 15.0% (-300 from 200 env steps, -345 from 300)"
+
+
+def test_a_return_that_only_climbs_never_fell():
+    from cage_sf.plots import largest_fall
+
+    assert largest_fall([(0, -900.0), (100, -400.0), (200, -400.0)]) is None
+    assert largest_fall([]) is None
+
+
 def stubbed_bench(tmp_path, monkeypatch, options: list[str]):
     """The benchmark with training, export, the trained policy's simulator evaluation (returns -150, -170; one
     episode all Restore, one all Sleep) and the curves stubbed out; its parsed arguments and the curves' lines."""
