@@ -23,7 +23,8 @@ CybORG with CybORG's own evaluation.py, next to the best scripted defender.
            the paired difference trained - scripted over episodes of the same process seed and position (CybORG
            reseeds only a process's first episode: the later ones are matched in position, not in state)
 6. curves  RUN/learning_bench.png: the run's evaluation-style return against env steps and against training
-           time, with the evaluations above as horizontal lines
+           time, with the evaluations above as horizontal lines; and how steadily it climbed: the largest fall of
+           a 0.25M-env-step window of the training return below the best window before it
 
 Interrupt and resume: Ctrl-C (or `kill`) stops training cleanly; the same command again resumes the run
 from its last checkpoint, up to the same total (--minutes counts the training time already in the run's
@@ -55,6 +56,7 @@ RESERVED = {
     "train_for_seconds": "use --minutes",
     "train_for_env_steps": "use --env_steps (env steps, 5 agent steps each)",
 }
+WINDOW_ENV_STEPS = 250_000  # the training return's windows whose largest fall the summary reports
 FINISHED_WITHIN_S = 30.0  # a --minutes run this close to its budget is not resumed: such a session is mostly start-up
 
 
@@ -253,7 +255,7 @@ def run_benchmark(args: argparse.Namespace, overrides: list[str]) -> dict:
     from cage_sf import cyborg_evaluation
     from cage_sf.backends import cyborg_available
     from cage_sf.evaluate import mean_command_mix
-    from cage_sf.plots import plot_learning_curves, read_series, training_seconds
+    from cage_sf.plots import largest_fall, plot_learning_curves, read_series, return_windows, training_seconds
     from cage_sf.stats import mean_and_sem
 
     run = args.train_dir / args.experiment
@@ -297,6 +299,7 @@ def run_benchmark(args: argparse.Namespace, overrides: list[str]) -> dict:
         references[f"CybORG, scripted {args.scripted}"] = scripted_return["mean"]
     curves = plot_learning_curves(run, run / "learning_bench.png", wall_clock=True, references=references)
 
+    fall = largest_fall(return_windows(run, WINDOW_ENV_STEPS))
     steps = checkpoint_agent_steps(run)
     if not steps:
         logged = read_series(run, "cc4/eval_return").steps
@@ -314,6 +317,7 @@ def run_benchmark(args: argparse.Namespace, overrides: list[str]) -> dict:
         "cyborg_minus_scripted": cyborg_vs_scripted,
         "command_mix": {c: round(share, 4) for c, share in mean_command_mix(sim_episodes["command_mixes"]).items()},
         "transfer_gap": round(sim_return["mean"] - cyborg_return["mean"], 2) if cyborg_return else None,
+        "largest_fall": fall and {"share": fall.share, "best": list(fall.best), "fallen": list(fall.fallen)},
         "run_dir": str(run),
         "submission": str(submission),
         "checkpoint": exported_checkpoint(submission),
@@ -325,6 +329,7 @@ def run_benchmark(args: argparse.Namespace, overrides: list[str]) -> dict:
 
 def print_summary(result: dict) -> None:
     from cage_sf.evaluate import command_mix_line
+    from cage_sf.plots import Fall, describe_fall
 
     scripted = result["scripted_cyborg_return"]
     gap = result["transfer_gap"]
@@ -341,6 +346,8 @@ def print_summary(result: dict) -> None:
     print(f"transfer gap   {'-' if gap is None else f'{gap:+.1f}'} (simulator mean - CybORG mean)")
     print(f"scripted       {_line(scripted)}{' ' + scripted['policy'] + ' on CybORG' if scripted else ''}")
     print(f"  vs scripted  {_paired_line(result['cyborg_minus_scripted'])}")
+    fall = result["largest_fall"]
+    print(f"stability      {describe_fall(fall and Fall(**fall))} (windows of {WINDOW_ENV_STEPS:,} env steps)")
     print(f"curves         {result['curves_png']}", flush=True)
 
 

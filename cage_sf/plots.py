@@ -130,12 +130,14 @@ def largest_fall(windows: list[tuple[int, float]]) -> Fall | None:
 def print_windows(run_dir: Path, env_steps: int) -> None:
     windows = return_windows(run_dir, env_steps)
     print(f"training return per {env_steps:,} env steps: {' '.join(f'{value:.0f}' for _, value in windows)}")
-    fall = largest_fall(windows)
+    print(describe_fall(largest_fall(windows)))
+
+
+def describe_fall(fall: Fall | None) -> str:
     if fall is None:
-        print("it never fell below an earlier window")
-        return
+        return "it never fell below an earlier window"
     (best_step, best), (step, value) = fall.best, fall.fallen
-    print(
+    return (
         f"largest fall below an earlier best window: {fall.share:.1%} ({best:.0f} from {best_step:,} env steps, "
         f"{value:.0f} from {step:,})"
     )

@@ -394,7 +394,33 @@ def test_the_benchmark_reports_the_scripted_defender_and_the_oracle_on_the_simul
     assert f"  vs scripted  {bench._paired_line(difference)}\n" in out and difference["se"] >= 0
     assert result["command_mix"] == {c: 0.5 * (c in ("Restore", "Sleep")) for c in cc4.COMMANDS}
     assert "  decisions    Analyse 0.0%, Monitor 0.0%, Remove 0.0%, Restore 50.0%, Sleep 50.0%," in out
-    assert result["cyborg_minus_scripted"] is None and out.endswith("\n  vs scripted  -\ncurves         None\n")
+    assert result["cyborg_minus_scripted"] is None and out.endswith(
+        "\n  vs scripted  -\n" + STEADY + "curves         None\n"
+    )
+
+
+STEADY = "stability      it never fell below an earlier window (windows of 250,000 env steps)\n"
+
+
+def test_the_benchmark_reports_the_deepest_fall_of_the_training_return(tmp_path, monkeypatch, capsys):
+    """Windows of 0.25M env steps (1.25M agent steps): -400, then -300, then -330: a fall of 10%."""
+    from cage_sf import plots
+
+    bench, (args, overrides), _ = stubbed_bench(tmp_path, monkeypatch, ["--cyborg_episodes=0", "--scripted=none"])
+    steps, values = np.array([0, 1_250_000, 2_500_000, 2_600_000]), np.array([-400.0, -300.0, -320.0, -340.0])
+    monkeypatch.setattr(plots, "read_series", lambda run, tag: plots.Series(steps, values, np.zeros(4)))
+    result = bench.run_benchmark(args, overrides)
+    assert result["largest_fall"] == {
+        "share": pytest.approx(0.1),
+        "best": [250_000, -300.0],
+        "fallen": [500_000, -330.0],
+    }
+    assert json.loads((tmp_path / "learning-smoke" / "bench" / "result.json").read_text()) == result
+    bench.print_summary(result)
+    assert (
+        "stability      largest fall below an earlier best window: 10.0% (-300 from 250,000 env steps, -330 from "
+        "500,000) (windows of 250,000 env steps)\n"
+    ) in capsys.readouterr().out
 
 
 def test_the_benchmark_pairs_the_trained_and_scripted_cyborg_episodes_of_the_same_seeds(tmp_path, monkeypatch, capsys):
