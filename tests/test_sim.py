@@ -632,3 +632,27 @@ def test_red_leaves_files_that_analyse_finds_and_restore_wipes():
     sim.step(dict(SLEEP, blue_agent_0=RESTORE_0 + infected))
     run(sim, 4)
     assert not sim.hosts.malware[slots[infected]] and not sim.hosts.escalation[slots[infected]]
+
+
+def test_the_privileged_state_holds_reds_highest_privilege_the_decoys_and_the_files_per_slot():
+    """What the privileged critic and the oracle read, in the observation's slot order: a root session outranks a
+    user session on the same host, whichever red agent holds them."""
+    sim = make_cc4(seed=0)
+    sim.reset()
+    topo, hosts = sim.topology, sim.hosts
+    shared, user_only, decoyed = int(topo.server0[RZA]), int(topo.server0[RZB]), int(topo.server0[OZA])
+    for agent in sim.red.agents:
+        agent.sessions.clear()
+    sim.red.agents[1].add_session(shared, abstract=False, pid=hosts.new_pid(shared), root=True)
+    sim.red.agents[2].add_session(shared, abstract=False, pid=hosts.new_pid(shared))
+    sim.red.agents[2].add_session(user_only, abstract=False, pid=hosts.new_pid(user_only))
+    deploy_decoy(hosts, decoyed, RNG)
+    hosts.malware[user_only] = True
+
+    state = sim.privileged_state()
+    slots = state[: NUM_SUBNETS * cc4.SLOTS_PER_SUBNET * 3].reshape(NUM_SUBNETS, cc4.SLOTS_PER_SUBNET, 3)
+    at = {host: slots[tuple(np.argwhere(topo.slot_host == host)[0])] for host in (shared, user_only, decoyed)}
+    assert at[shared].tolist() == [1.0, 0.0, 0.0]
+    assert at[user_only].tolist() == [0.5, 0.0, 1.0]
+    assert at[decoyed].tolist() == [0.0, 1.0, 0.0]
+    assert slots[..., 0].sum() == 1.5 and slots[..., 1].sum() == 1.0 and slots[..., 2].sum() == 1.0

@@ -138,10 +138,10 @@ class CC4Sim:
         files; the 9 x 9 blocks (blocks[dst, src]); the episode's elapsed fraction."""
         topo, hosts = self.topology, self._hosts
         per_host = np.zeros((topo.num_hosts, 3), np.float32)
-        for agent in self._red.agents:
-            for session in agent.sessions.values():
-                per_host[session.host, 0] = max(per_host[session.host, 0], 1.0 if session.root else 0.5)
-        per_host[:, 1] = [hosts.has_decoy(h) for h in range(topo.num_hosts)]
+        sessions = [session for agent in self._red.agents for session in agent.sessions.values()]
+        per_host[[s.host for s in sessions if not s.root], 0] = 0.5
+        per_host[[s.host for s in sessions if s.root], 0] = 1.0  # after the users': a root session wins
+        per_host[:, 1] = hosts.decoys()
         per_host[:, 2] = hosts.malware
         slots = np.zeros((*topo.slot_host.shape, 3), np.float32)
         present = topo.slot_host >= 0

@@ -84,6 +84,10 @@ class HostState:
             ports |= P443
         return ports
 
+    def decoys(self) -> np.ndarray:
+        """(H,) bool: the hosts running a decoy (Apache, Vsftpd, Tomcat or Haraka; the last two are only ever
+        decoys)."""
+        return self.apache_decoy | (self.vsftpd_decoys > 0) | self.active[:, TOMCAT] | self.active[:, HARAKA]
+
     def has_decoy(self, host: int) -> bool:
-        active = self.active[host]
-        return bool(self.apache_decoy[host] or self.vsftpd_decoys[host] or active[TOMCAT] or active[HARAKA])
+        return bool(self.decoys()[host])
