@@ -150,7 +150,7 @@ def test_the_model_cost_benchmark_times_every_actor():
 
 def test_a_composed_distribution_is_the_command_choice_times_the_target_choice():
     """compose(): P(action) = P(its command among the offered ones) * P(action among its command's valid ones)."""
-    from cage_sf.agent.cc4_networks import command_blocks, compose
+    from cage_sf.agent.cc4_networks import CommandLayout, command_blocks, compose
 
     layout = cc4.agent_layout(cc4.LARGE)
     blocks = command_blocks(layout)
@@ -160,7 +160,7 @@ def test_a_composed_distribution_is_the_command_choice_times_the_target_choice()
     valid = (torch.rand(targets.shape, generator=gen) < 0.5).float()
     monitor, _ = blocks[cc4.COMMANDS.index("Monitor")]
     valid[:, monitor] = 0.0  # a command with nothing valid is never chosen
-    probs = compose(targets, commands, valid, blocks).exp()
+    probs = compose(targets, commands, valid, CommandLayout(layout)).exp()
     offered = torch.tensor([[valid[r, a:b].any() for a, b in blocks] for r in range(6)])
     command_probs = torch.softmax(commands.masked_fill(~offered, float("-inf")), dim=1)
     for c, (a, b) in enumerate(blocks):
