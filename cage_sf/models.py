@@ -11,7 +11,8 @@ this step (the env's action space is then a tuple: the action, then 8 two-way bi
 the action's, so V-trace and the policy gradient train the message heads with the rest.
 
 The four small-subnet agents of one env step share the team input, so each critic runs once per distinct
-input row (the same values and gradients, about a third less of the learner's cost). With V-trace the
+input row (the same values and gradients, about a third less of the learner's cost). All five share it, and the
+reward: `--team_critic` gives them one critic, run once per env step (half the critics' work again). With V-trace the
 inference worker's call (`forward` without `values_only`) runs no critic at all: the learner recomputes every
 value it uses (sf_compat), and the critics are most of the model's cost.
 """
@@ -71,8 +72,9 @@ class CC4ActorCritic(ActorCritic):
         self.actors = make_actors(model_config(cfg))
         self.privileged = cfg.privileged_critic
         self.critic_size = TEAM_SIZE + (PRIVILEGED_STATE_SIZE if self.privileged else 0)
+        self.team_critic = cfg.team_critic  # one value MLP for all five agents, else one per agent type
         self.critics = nn.ModuleList(
-            mlp([self.critic_size, *cfg.encoder_mlp_layers, 1], activation) for _ in (cc4.SMALL, cc4.LARGE)
+            mlp([self.critic_size, *cfg.encoder_mlp_layers, 1], activation) for _ in range(1 if self.team_critic else 2)
         )
         self.apply(self.initialize_weights)
         # two random projections that identify equal critic input rows (not learned, not saved)
@@ -143,7 +145,9 @@ class CC4ActorCritic(ActorCritic):
         fails, every row is evaluated. Cheaper than `torch.unique(dim=0)`, which sorts whole rows."""
         keys = inputs @ self.input_keys
         values = inputs.new_zeros(inputs.shape[0])
-        for kind, idx in enumerate(rows):
+        if self.team_critic:
+            rows = [torch.arange(inputs.shape[0], device=inputs.device)]
+        for critic, idx in zip(self.critics, rows, strict=True):
             if len(idx) == 0:
                 continue
             _, group = torch.unique(keys[idx, 0], return_inverse=True)
@@ -153,7 +157,7 @@ class CC4ActorCritic(ActorCritic):
             )
             if not torch.equal(keys[idx[first[group]], 1], keys[idx, 1]):
                 first, group = order, order
-            values[idx] = self.critics[kind](inputs[idx[first]]).squeeze(1)[group]
+            values[idx] = critic(inputs[idx[first]]).squeeze(1)[group]
         return values
 
     def _maybe_sample_actions(self, sample_actions: bool, result: TensorDict) -> None:

@@ -89,6 +89,13 @@ def add_model_args(parser: argparse.ArgumentParser) -> None:
         help="the actors choose a command, then its target (cc4_networks.compose): the same flat action index",
     )
     group.add_argument(
+        "--team_critic",
+        default=False,
+        type=str2bool,
+        help="one critic for all five agents, who share its input and the reward (once per env step); False: one "
+        "per agent type",
+    )
+    group.add_argument(
         "--privileged_critic",
         default=False,
         type=str2bool,

@@ -170,6 +170,25 @@ def test_critics_run_once_per_distinct_team_row_with_the_same_values_and_gradien
     assert calls == [12] and torch.allclose(values_when_fooled, each_row, atol=1e-6)
 
 
+def test_a_team_critic_runs_once_per_env_step_and_gives_every_agent_of_it_the_same_value(env):
+    """With --team_critic the five agents of an env step (the same team row and reward) share one critic."""
+    model = CC4ActorCritic(env.observation_space, env.action_space, resolve_config("smoke", ["--team_critic=True"]))
+    assert len(model.critics) == 1
+    env.reset(seed=0)
+    rows = [o for _ in range(3) for o in env.step([cc4.sleep_action(cc4.agent_type(a)) for a in cc4.AGENTS])[0]]
+    obs = {k: torch.as_tensor(np.stack([r[k] for r in rows])) for k in rows[0]}
+    calls = []
+    hook = model.critics[0].register_forward_hook(lambda m, args, out: calls.append(args[0].shape[0]))
+    with torch.no_grad():
+        values = model(obs, torch.zeros(len(rows), 2), values_only=True)["values"]
+    hook.remove()
+    assert calls == [3]  # 15 rows over 3 env steps: 3 distinct team rows, both agent types together
+    with torch.no_grad():
+        each_row = model.critics[0](obs["team"])[:, 0]
+    torch.testing.assert_close(values, each_row)
+    assert all(len(set(values[step * 5 : step * 5 + 5].tolist())) == 1 for step in range(3))
+
+
 def test_sampled_actions_follow_the_policy_and_never_pick_a_masked_one(env, model):
     """The inference worker's sampling (inverse CDF) against the distribution's own probabilities."""
     obs = batch(env, episodes=1)
