@@ -1,12 +1,14 @@
-"""The learner's cost per sample of each actor network, in one run: forward + backward of the whole actor-critic
-(actors, critics, V-trace-style value use) on training-shaped batches of real simulator observations, with the
-`default` preset's other model settings (its factored head and privileged critic).
+"""The learner's cost per sample of each actor network, and of the entity actor with one team critic, in one run:
+forward + backward of the whole actor-critic (actors, critics, V-trace-style value use) on training-shaped batches
+of real simulator observations, with the `default` preset's other model settings (its factored head and privileged
+critic).
 
     python bench/model_cost.py                  # mlp and entity, batch 2000, CPU, 1 thread
     python bench/model_cost.py --threads=2 --device=cuda
 
 Batches hold the five agents of each env step (four small-subnet rows, one large-subnet row), as training's do.
-Prints microseconds per sample for each actor and, last, one JSON object with the ratio entity / mlp.
+Prints microseconds per sample for each and, last, one JSON object with the ratios entity / mlp and entity /
+entity with `--team_critic` (one critic for all five agents instead of one per agent type).
 """
 
 from __future__ import annotations
@@ -75,17 +77,23 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    configs = {actor: resolve_config("default", ["--backend=sim", f"--actor={actor}"]) for actor in ACTORS}
-    privileged = configs[ACTORS[0]].privileged_critic  # the default preset's critic, the same for every actor
+    variants = {actor: [f"--actor={actor}"] for actor in ACTORS} | {"entity, team critic": [
+        "--actor=entity", "--team_critic=True"
+    ]}  # fmt: skip
+    configs = {name: resolve_config("default", ["--backend=sim", *argv]) for name, argv in variants.items()}
+    privileged = configs[ACTORS[0]].privileged_critic  # the default preset's critic, the same for every variant
     batch = {key: value.to(args.device) for key, value in observations(args.batch, privileged).items()}
     costs = {}
-    for actor, cfg in configs.items():
+    for name, cfg in configs.items():
         torch.manual_seed(0)
         model = CC4ActorCritic(observation_space(privileged), spaces.Discrete(NUM_ACTIONS), cfg).to(args.device)
-        costs[actor] = microseconds_per_sample(model, batch, args.repeats)
-        print(f"{actor}: {costs[actor]:.1f} us per sample", flush=True)
-    ratio = costs["entity"] / costs["mlp"]
-    print(json.dumps({"us_per_sample": {k: round(v, 2) for k, v in costs.items()}, "ratio": round(ratio, 3)}))
+        costs[name] = microseconds_per_sample(model, batch, args.repeats)
+        print(f"{name}: {costs[name]:.1f} us per sample", flush=True)
+    print(json.dumps({
+        "us_per_sample": {k: round(v, 2) for k, v in costs.items()},
+        "ratio": round(costs["entity"] / costs["mlp"], 3),
+        "team_critic_ratio": round(costs["entity"] / costs["entity, team critic"], 3),
+    }))  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -138,14 +138,15 @@ def test_the_entity_actor_is_smaller_than_the_mlp():
 
 
 def test_the_model_cost_benchmark_times_every_actor():
-    """bench/model_cost.py runs end to end on a tiny batch and reports each actor and the ratio."""
+    """bench/model_cost.py runs end to end on a tiny batch and reports each actor, the team critic and the ratios."""
     repo = Path(__file__).resolve().parent.parent
     result = subprocess.run(
         [sys.executable, "bench/model_cost.py", "--batch=10", "--repeats=1"],
         cwd=repo, capture_output=True, text=True, check=True,
     )  # fmt: skip
     report = json.loads(result.stdout.strip().splitlines()[-1])
-    assert set(report["us_per_sample"]) == {"mlp", "entity"} and report["ratio"] > 0
+    assert set(report["us_per_sample"]) == {"mlp", "entity", "entity, team critic"} and report["ratio"] > 0
+    assert report["team_critic_ratio"] > 0
 
 
 def test_a_composed_distribution_is_the_command_choice_times_the_target_choice():
