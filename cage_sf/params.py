@@ -131,6 +131,10 @@ def add_imitation_args(parser: argparse.ArgumentParser) -> None:
         help="least probability imitation leaves each valid command on a free row (a penalty below it; 0: none), "
         "where smoothing alone lets the fit starve some rows",
     )
+
+
+def add_learning_args(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("CC4 learning (cage_sf/losses.py, cage_sf/schedules.py)")
     group.add_argument(
         "--anchor_coeff", default=0.0, type=float, help="weight of the actors' KL to the imitated policy (losses.py)"
     )
@@ -149,10 +153,6 @@ def add_imitation_args(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--critic_warmup_steps", default=0, type=int, help="agent steps at the start that train only the critics"
     )
-
-
-def add_learning_args(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group("CC4 learning")
     group.add_argument(
         "--lr_decay_to",
         default=1.0,
