@@ -77,9 +77,8 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    variants = {actor: [f"--actor={actor}"] for actor in ACTORS} | {"entity, team critic": [
-        "--actor=entity", "--team_critic=True"
-    ]}  # fmt: skip
+    variants = {actor: [f"--actor={actor}"] for actor in ACTORS}
+    variants["entity, team critic"] = ["--actor=entity", "--team_critic=True"]
     configs = {name: resolve_config("default", ["--backend=sim", *argv]) for name, argv in variants.items()}
     privileged = configs[ACTORS[0]].privileged_critic  # the default preset's critic, the same for every variant
     batch = {key: value.to(args.device) for key, value in observations(args.batch, privileged).items()}
