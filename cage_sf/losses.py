@@ -13,7 +13,7 @@ the teacher being the run's imitated policy, frozen (saved by `cage_sf.imitation
 linearly to `--anchor_floor` over `--anchor_decay_steps` (agent steps, Sample Factory's step unit) and stays
 there: without a floor a long run drifts ever further from the teacher until it collapses (docs/experiments.md).
 `--critic_warmup_steps` trains only the critics at the start, so the first policy updates use a critic fitted to
-the policy's own returns.
+the policy's own returns. `--entropy_decay_to` lowers the entropy bonus over the run (`cage_sf.schedules`).
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from sample_factory.algo.utils.action_distributions import get_action_distributi
 from sample_factory.model.actor_critic import create_actor_critic
 from torch import Tensor
 
+from cage_sf import schedules
 from cage_sf.adapter import NUM_ACTIONS
 
 ANCHOR_FILE = "teacher_anchor.pth"
@@ -125,7 +126,8 @@ def cc4_losses(learner, mb, num_invalids: int, action_distribution, values: Tens
     surrogate = torch.min(ratio * adv, torch.clamp(ratio, low, high) * adv)
     policy_loss = -masked_mean(surrogate, chosen)
     entropy = masked_mean(action_distribution.entropy(), chosen)
-    exploration_loss = (
+    entropy_scale = schedules.entropy_scale(learner)
+    exploration_loss = entropy_scale * (
         learner.exploration_loss_func(action_distribution, chosen, int((~chosen).sum())) if chosen.any() else 0.0
     )
 
@@ -151,6 +153,7 @@ def cc4_losses(learner, mb, num_invalids: int, action_distribution, values: Tens
         adv_mean=adv_mean,
         decision_entropy=entropy,
         decision_fraction=chosen.float().mean(),
+        entropy_coeff=entropy_scale * cfg.exploration_loss_coeff,
         value_explained_variance=explained_variance(values.detach(), targets, chosen),
     )
     return policy_loss, exploration_loss, kl_valid, kl_loss, value_loss, summaries

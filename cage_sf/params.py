@@ -160,6 +160,13 @@ def add_learning_args(parser: argparse.ArgumentParser) -> None:
         help="the learning rate falls linearly to this share of --learning_rate as the run's budget (env steps or "
         "seconds, whichever runs out first) is spent; 1: constant (schedules.py)",
     )
+    group.add_argument(
+        "--entropy_decay_to",
+        default=1.0,
+        type=float,
+        help="the entropy bonus falls linearly to this share of --exploration_loss_coeff over the run's budget, as "
+        "--lr_decay_to; 1: constant (schedules.py)",
+    )
 
 
 def add_run_args(parser: argparse.ArgumentParser) -> None:
@@ -220,7 +227,7 @@ DOMAINS: dict[str, Domain] = {
     "anchor_decay_steps": POSITIVE,
     "imitate_smoothing": Domain(0, 1, high_open=True),
     "imitate_floor": Domain(0, 0.1),
-    "lr_decay_to": PROBABILITY,
+    **dict.fromkeys(("lr_decay_to", "entropy_decay_to"), PROBABILITY),
     **dict.fromkeys(
         ("num_workers", "num_envs_per_worker", "worker_num_splits", "policy_workers_per_policy", "num_policies",
          "batch_size", "num_batches_per_epoch", "num_epochs", "rollout", "max_policy_lag", "keep_checkpoints",
