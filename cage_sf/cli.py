@@ -113,8 +113,8 @@ def _parser() -> argparse.ArgumentParser:
     evaluator.add_argument(
         "--versus",
         metavar="POLICY",
-        help="also play this scripted defender (e.g. remove-analyse-restore) on the same seeded episodes and print "
-        "the paired difference (needs --seed)",
+        help="also play this scripted defender (e.g. remove-analyse-restore) or this other submission (a path) on "
+        "the same seeded episodes and print the paired difference (needs --seed)",
     )
     plot = commands.add_parser("plot", help="learning curves of a run as a PNG (also written after training)")
     plot.add_argument("experiment", help="experiment name under --train_dir, or a run directory")

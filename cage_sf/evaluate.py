@@ -52,9 +52,11 @@ def load_agents(submission: Path) -> tuple[dict, dict]:
     module_name = "submission.cc4_agent" if zipped else "cc4_agent"
     if not (zipped and submission.is_file()) and not (submission / "cc4_agent.py").is_file():
         raise UsageError(f"{submission} is not a cage-sf submission (no cc4_agent.py)")
+    # a submission's modules, so that a second submission in this process imports its own, not the first's
+    own = {"submission", module_name} | ({path.stem for path in submission.glob("*.py")} if not zipped else set())
     sys.path.insert(0, str(submission))
     try:
-        for name in [m for m in sys.modules if m in ("submission", module_name) or m.startswith("submission.")]:
+        for name in [m for m in sys.modules if m in own or m.startswith("submission.")]:
             del sys.modules[name]
         module = importlib.import_module(module_name)
         agents, policy = module.load_agents(module_name), module.CC4Policy.load(module_name)
@@ -109,10 +111,23 @@ def play(agents: dict, backend: str, episodes: int, seed: int | None = None, pro
     return played
 
 
-def _versus(policy: str, returns: list[float], scripted: list[float]) -> dict:
-    average, sem = mean_and_sem(scripted)
-    difference, se = paired_difference(returns, scripted)
+def _versus(policy: str, returns: list[float], theirs: list[float]) -> dict:
+    average, sem = mean_and_sem(theirs)
+    difference, se = paired_difference(returns, theirs)
     return {"policy": policy, "return": average, "sem": sem, "difference": difference, "difference_se": se}
+
+
+def _opponent(versus: str) -> Callable[[str, int, int], list[float]]:
+    """What `--versus` names, checked before any episode is played: another submission (a path that exists, played
+    as it was exported) or a scripted defender. Returns the function that plays it: (backend, episodes, seed) ->
+    its returns on the same seeded episodes."""
+    if Path(versus).exists():
+        agents, _ = load_agents(Path(versus))
+        return lambda backend, episodes, seed: play(agents, backend, episodes, seed, f"same seeds, {versus}").returns
+    from cage_sf.scripted import load_policy, policy_returns
+
+    load_policy(versus)
+    return lambda backend, episodes, seed: policy_returns(versus, episodes, seed, backend)
 
 
 def command_mix(counts: np.ndarray) -> dict[str, float]:
@@ -132,14 +147,11 @@ def evaluate(
     submission: Path, episodes: int, seed: int | None, backend: str, out: Path, versus: str | None = None
 ) -> dict:
     """The submission as exported, then with its other action mode (greedy or sampled) on the same seeds; with
-    `versus`, also that scripted defender (cage_sf.scripted) on the same seeded episodes, and the paired difference.
-    """
+    `versus` (a scripted defender of cage_sf.scripted, or another submission), also that on the same seeded
+    episodes, and the paired difference."""
     if versus is not None and seed is None:
         raise UsageError("--versus compares episode by episode: it needs --seed")
-    if versus is not None:
-        from cage_sf.scripted import load_policy
-
-        load_policy(versus)  # an unknown name fails before any episode is played
+    opponent = None if versus is None else _opponent(versus)
     agents, config = load_agents(submission)
     start = datetime.now()
     mode = "greedy" if config["greedy"] else "sample"
@@ -159,10 +171,8 @@ def evaluate(
         "agents": {name: str(agent) for name, agent in agents.items()},
     }
     modes = {mode: returns, other: other_returns}
-    if versus is not None:
-        from cage_sf.scripted import policy_returns
-
-        summary["versus"] = _versus(versus, returns, policy_returns(versus, episodes, seed, backend))
+    if opponent is not None:
+        summary["versus"] = _versus(versus, returns, opponent(backend, episodes, seed))
     out.mkdir(parents=True, exist_ok=True)
     (out / "summary.json").write_text(json.dumps(summary))
     (out / "episodes.json").write_text(

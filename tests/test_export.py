@@ -286,6 +286,35 @@ def test_evaluate_versus_pairs_a_scripted_defender_on_the_same_seeded_episodes(t
     assert not (tmp_path / "e3").exists()
 
 
+def test_evaluate_versus_another_submission_plays_it_as_exported_on_the_same_seeds(trained_run, entity_run, tmp_path):
+    from cage_sf.evaluate import evaluate
+
+    mlp = export(str(trained_run[0]), tmp_path / "mlp", checkpoint="latest", mode="greedy")
+    entity = export(str(entity_run[0]), tmp_path / "entity", checkpoint="latest", mode="greedy")
+    evaluate(entity, 3, seed=7, backend="sim", out=tmp_path / "alone")
+    summary = evaluate(mlp, 3, seed=7, backend="sim", out=tmp_path / "pair", versus=str(entity))
+    mine = json.loads((tmp_path / "pair" / "episodes.json").read_text())["returns"]
+    theirs = json.loads((tmp_path / "alone" / "episodes.json").read_text())["returns"]
+    assert mine != theirs  # two different policies, so the pairing below is not trivially 0
+    assert summary["versus"]["policy"] == str(entity)
+    assert summary["versus"]["return"] == pytest.approx(np.mean(theirs))
+    assert summary["versus"]["difference"] == pytest.approx(np.mean(mine) - np.mean(theirs))
+
+
+def test_a_second_submission_in_one_process_runs_its_own_modules(trained_run, tmp_path):
+    """Submissions import their networks and memory as top-level modules: loading another must not reuse the
+    first one's (they may come from different versions of the code)."""
+    from cage_sf.evaluate import load_agents
+
+    first = export(str(trained_run[0]), tmp_path / "first", checkpoint="latest", mode="greedy")
+    second = export(str(trained_run[0]), tmp_path / "second", checkpoint="latest", mode="greedy")
+    with (second / "cc4_networks.py").open("a") as networks:
+        networks.write("\nLOADED_FROM = 'second'\n")
+    load_agents(first)
+    load_agents(second)
+    assert sys.modules["cc4_networks"].LOADED_FROM == "second"
+
+
 def test_evaluate_refuses_corrupted_weights_other_memory_versions_and_non_submissions(trained_run, tmp_path):
     """A submission whose networks read another memory layout than its runtime keeps would play on wrong
     features (same widths, other meanings) or fail with a tensor-shape dump: refused in one line."""
