@@ -143,9 +143,12 @@ def rescore(tensors: dict, mode: str, config: dict, episodes: int, seed: int, ho
 
 
 def candidate_checkpoints(run: Path) -> list[Path]:
-    """The kept regular checkpoints and the best one."""
+    """The kept regular checkpoints and the best one, unless a regular one holds the same train step: the same
+    weights (SF names both `*_{train_step}_{env_steps}...`), which selection would otherwise score twice."""
     regular = sorted((run / "checkpoint_p0").glob("checkpoint_*.pth"))
     best = sorted((run / "checkpoint_p0").glob("best_*.pth"))[-1:]
+    steps = {path.name.split("_")[1] for path in regular}
+    best = [path for path in best if path.name.split("_")[1] not in steps]
     if not regular + best:
         raise UsageError(f"no checkpoint in {run / 'checkpoint_p0'}")
     return regular + best

@@ -145,7 +145,7 @@ def test_export_chooses_checkpoint_and_action_mode_by_simulator_score(trained_ru
     from cage_sf.export import _sim_returns, actor_tensors
 
     run, _ = trained_run
-    best = run / "checkpoint_p0" / "best_000000001_10_true_objective_-100.000.pth"
+    best = run / "checkpoint_p0" / "best_000000002_20_true_objective_-100.000.pth"
     env = CC4SampleFactoryEnv(lambda: make_backend("synthetic"), step_timeout_s=5)
     torch.manual_seed(1)
     other = CC4ActorCritic(env.observation_space, env.action_space, resolve_config("smoke", []))
@@ -167,6 +167,22 @@ def test_export_chooses_checkpoint_and_action_mode_by_simulator_score(trained_ru
     assert (fresh["seed"], fresh["episodes"]) == (1_000_002, 2)
     returns = _sim_returns(chosen, run_config, config["greedy"], 2, 1_000_002, host_memory=True)
     assert fresh["mean"] == pytest.approx(np.mean(returns))
+
+
+def test_selection_skips_the_best_checkpoint_when_a_regular_one_holds_its_train_step(tmp_path):
+    """SF saves the best and a regular checkpoint of one train step under both names: scoring both is the same
+    weights twice. A best of its own step stays a candidate."""
+    from cage_sf.export import candidate_checkpoints
+
+    folder = tmp_path / "checkpoint_p0"
+    folder.mkdir()
+    regular = ["checkpoint_000000005_50.pth", "checkpoint_000000009_90.pth"]
+    for name in [*regular, "best_000000009_90_true_objective_-1.000.pth"]:
+        (folder / name).touch()
+    assert [p.name for p in candidate_checkpoints(tmp_path)] == regular
+    (folder / "best_000000007_70_true_objective_-2.000.pth").touch()
+    (folder / "best_000000009_90_true_objective_-1.000.pth").unlink()
+    assert [p.name for p in candidate_checkpoints(tmp_path)][-1] == "best_000000007_70_true_objective_-2.000.pth"
 
 
 def test_selection_plays_every_candidate_on_the_episodes_evaluate_plays_on_that_seed(trained_run):
