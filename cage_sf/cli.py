@@ -116,6 +116,9 @@ def _parser() -> argparse.ArgumentParser:
         help="also play this scripted defender (e.g. remove-analyse-restore) or this other submission (a path) on "
         "the same seeded episodes and print the paired difference (needs --seed)",
     )
+    evaluator.add_argument(
+        "--workers", type=_count, default=os.cpu_count(), help="processes that play seeded episodes side by side"
+    )
     plot = commands.add_parser("plot", help="learning curves of a run as a PNG (also written after training)")
     plot.add_argument("experiment", help="experiment name under --train_dir, or a run directory")
     plot.add_argument("--train_dir", default="runs")
@@ -169,7 +172,7 @@ def _run(args: argparse.Namespace) -> int:
     if args.command == "evaluate":
         from cage_sf.evaluate import evaluate
 
-        evaluate(args.submission, args.episodes, args.seed, args.backend, args.out, args.versus)
+        evaluate(args.submission, args.episodes, args.seed, args.backend, args.out, args.versus, args.workers)
     if args.command == "plot":
         from cage_sf.plots import plot_learning_curves, print_windows
         from cage_sf.runs import run_dir

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import multiprocessing
 import sys
 from collections.abc import Callable, Iterator
 from datetime import datetime
@@ -111,19 +112,58 @@ def play(agents: dict, backend: str, episodes: int, seed: int | None = None, pro
     return played
 
 
+def play_submission(
+    submission: Path, greedy: bool | None, backend: str, episodes: int, seed: int | None, progress: str, workers: int
+) -> Played:
+    """`play` of the submission in `submission` (greedy or sampled; None: as exported), seeded episodes split over
+    `workers` processes. Episode k is its own backend seeded seed + k, so where it is played changes nothing but
+    the draws of sampled actions; the parts come back in episode order. Unseeded episodes share one backend, here."""
+    if workers <= 1 or episodes <= 1 or seed is None:
+        return play(_loaded(submission, greedy), backend, episodes, seed, progress)
+    jobs = [(backend, seed + k) for k in range(episodes)]
+    context = multiprocessing.get_context("spawn")
+    with context.Pool(min(workers, episodes), initializer=_load_worker_agents, initargs=(submission, greedy)) as pool:
+        parts = list(tqdm(pool.imap(_play_one, jobs), total=episodes, desc=progress, unit="episode"))
+        pool.close()  # let the workers exit on their own (the `with` would kill them mid-cleanup)
+        pool.join()
+    return Played(*([value for part in parts for value in getattr(part, field)] for field in Played._fields))
+
+
+def _loaded(submission: Path, greedy: bool | None) -> dict:
+    agents, _ = load_agents(submission)
+    if greedy is not None:
+        for agent in agents.values():
+            agent.greedy = greedy
+    return agents
+
+
+_worker_agents: dict = {}
+
+
+def _load_worker_agents(submission: Path, greedy: bool | None) -> None:
+    _worker_agents.update(_loaded(submission, greedy))
+
+
+def _play_one(job: tuple[str, int]) -> Played:
+    backend, seed = job
+    return play(_worker_agents, backend, 1, seed)
+
+
 def _versus(policy: str, returns: list[float], theirs: list[float]) -> dict:
     average, sem = mean_and_sem(theirs)
     difference, se = paired_difference(returns, theirs)
     return {"policy": policy, "return": average, "sem": sem, "difference": difference, "difference_se": se}
 
 
-def _opponent(versus: str) -> Callable[[str, int, int], list[float]]:
+def _opponent(versus: str, workers: int) -> Callable[[str, int, int], list[float]]:
     """What `--versus` names, checked before any episode is played: another submission (a path that exists, played
     as it was exported) or a scripted defender. Returns the function that plays it: (backend, episodes, seed) ->
     its returns on the same seeded episodes."""
     if Path(versus).exists():
-        agents, _ = load_agents(Path(versus))
-        return lambda backend, episodes, seed: play(agents, backend, episodes, seed, f"same seeds, {versus}").returns
+        load_agents(Path(versus))
+        return lambda backend, episodes, seed: (
+            play_submission(Path(versus), None, backend, episodes, seed, f"same seeds, {versus}", workers).returns
+        )
     from cage_sf.scripted import load_policy, policy_returns
 
     load_policy(versus)
@@ -144,23 +184,30 @@ def command_mix_line(mix: dict[str, float]) -> str:
 
 
 def evaluate(
-    submission: Path, episodes: int, seed: int | None, backend: str, out: Path, versus: str | None = None
+    submission: Path,
+    episodes: int,
+    seed: int | None,
+    backend: str,
+    out: Path,
+    versus: str | None = None,
+    workers: int = 1,
 ) -> dict:
     """The submission as exported, then with its other action mode (greedy or sampled) on the same seeds; with
     `versus` (a scripted defender of cage_sf.scripted, or another submission), also that on the same seeded
-    episodes, and the paired difference."""
+    episodes, and the paired difference. A submission's seeded episodes are split over `workers` processes."""
     if versus is not None and seed is None:
         raise UsageError("--versus compares episode by episode: it needs --seed")
-    opponent = None if versus is None else _opponent(versus)
+    opponent = None if versus is None else _opponent(versus, workers)
     agents, config = load_agents(submission)
     start = datetime.now()
     mode = "greedy" if config["greedy"] else "sample"
-    returns, phase_sums, mixes = play(agents, backend, episodes, seed, f"evaluating on {backend}")
-    end = datetime.now()
     other = "sample" if mode == "greedy" else "greedy"
-    for agent in agents.values():
-        agent.greedy = other == "greedy"
-    other_returns = play(agents, backend, episodes, seed, f"same seeds, {other} actions").returns
+    played = play_submission(submission, None, backend, episodes, seed, f"evaluating on {backend}", workers)
+    returns, phase_sums, mixes = played
+    end = datetime.now()
+    other_returns = play_submission(
+        submission, other == "greedy", backend, episodes, seed, f"same seeds, {other} actions", workers
+    ).returns
 
     info = config["submission"]
     summary = {

@@ -317,6 +317,20 @@ def test_evaluate_versus_another_submission_plays_it_as_exported_on_the_same_see
     assert summary["versus"]["difference"] == pytest.approx(np.mean(mine) - np.mean(theirs))
 
 
+def test_evaluate_splits_seeded_episodes_over_processes_with_the_results_of_one(trained_run, tmp_path):
+    """Each seeded episode is its own backend: played by 2 processes, the greedy returns, reward per phase and
+    command mix of every episode are those of one process, in episode order."""
+    from cage_sf.evaluate import evaluate
+
+    submission = export(str(trained_run[0]), tmp_path / "s", checkpoint="latest", mode="greedy")
+    for workers in (1, 2):
+        evaluate(submission, 4, seed=11, backend="sim", out=tmp_path / str(workers), workers=workers)
+    one, two = (json.loads((tmp_path / name / "episodes.json").read_text()) for name in ("1", "2"))
+    assert len(set(one["returns"])) > 1  # distinct episodes: a mix-up of their order would show
+    for key in ("returns", "phase_sums", "command_mixes"):
+        assert two[key] == one[key]
+
+
 def test_a_second_submission_in_one_process_runs_its_own_modules(trained_run, tmp_path):
     """Submissions import their networks and memory as top-level modules: loading another must not reuse the
     first one's (they may come from different versions of the code)."""

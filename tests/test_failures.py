@@ -143,6 +143,7 @@ def test_a_diverging_run_stops_at_its_first_nonfinite_update_and_keeps_its_last_
         (["export", "nope", "--out", "OUT", "--select-episodes=0"], "--select-episodes: must be at least 1 (got 0)"),
         (["evaluate", "SUB", "--episodes=0", "--backend=sim", "--out=OUT"], "--episodes: must be at least 1 (got 0)"),
         (["evaluate", "SUB", "--episodes=1", "--backend=sim", "--out=OUT"], "is not a cage-sf submission"),
+        (["evaluate", "SUB", "--workers=0"], "--workers: must be at least 1 (got 0)"),
         (["plot", "nope"], "unknown experiment 'nope'"),
         (["parity", "--episodes=0"], "--episodes: must be at least 1 (got 0)"),
         (["parity", "--workers=0"], "--workers: must be at least 1 (got 0)"),
