@@ -47,13 +47,15 @@ SMALL_AGENTS = AGENTS_PER_ENV - 1  # blue_agent_0..3 defend one subnet each, blu
 assert [cc4.agent_type(a) for a in cc4.AGENTS] == [cc4.SMALL] * SMALL_AGENTS + [cc4.LARGE]
 _SLEEP = np.array([cc4.sleep_action(cc4.agent_type(a)) for a in cc4.AGENTS])
 _AGENT_ACTIONS = np.array([cc4.NUM_ACTIONS[cc4.agent_type(a)] for a in cc4.AGENTS])
-_COMMAND = np.array(  # [5, NUM_ACTIONS]: each agent's action -> its cc4.COMMANDS index, padding as Sleep
+COMMAND_OF_ACTION = np.array(  # [agent type, NUM_ACTIONS] -> cc4.COMMANDS index; padding: a command of its own
     [
-        [cc4.COMMANDS.index(c) for c in cc4.action_commands(cc4.agent_type(a))]
-        + [cc4.COMMANDS.index("Sleep")] * (NUM_ACTIONS - cc4.NUM_ACTIONS[cc4.agent_type(a)])
-        for a in cc4.AGENTS
+        cc4.agent_layout(kind)["command"] + [len(cc4.COMMANDS)] * (NUM_ACTIONS - cc4.NUM_ACTIONS[kind])
+        for kind in (cc4.SMALL, cc4.LARGE)
     ]
 )
+_COMMAND = np.where(  # [5, NUM_ACTIONS]: each agent's action -> its cc4.COMMANDS index, padding as Sleep
+    COMMAND_OF_ACTION == len(cc4.COMMANDS), cc4.COMMANDS.index("Sleep"), COMMAND_OF_ACTION
+)[[cc4.agent_type(a) for a in cc4.AGENTS]]
 
 
 def action_space(messages: bool) -> spaces.Space:

@@ -22,7 +22,7 @@ from cage_sf import cc4
 from cage_sf.adapter import NUM_ACTIONS, CC4VectorEnv, action_space, observation_space
 from cage_sf.agent.cc4_agent import one_thread
 from cage_sf.backends import make_backend
-from cage_sf.losses import anchor_path
+from cage_sf.losses import COMMAND_OF, anchor_path, command_probabilities
 from cage_sf.scripted import Policy, load_policy, true_state
 
 NUM_ENVS = 8  # simulator episodes played side by side while recording
@@ -116,19 +116,10 @@ def demonstrate(
     )
 
 
-# each action's command (cc4.COMMANDS index) by agent type; the small type's padding gets a command of its own
-_COMMAND_OF = torch.tensor(
-    [
-        cc4.agent_layout(kind)["command"] + [len(cc4.COMMANDS)] * (NUM_ACTIONS - cc4.NUM_ACTIONS[kind])
-        for kind in (cc4.SMALL, cc4.LARGE)
-    ]
-)
-
-
 def smoothed_targets(actions: torch.Tensor, valid: torch.Tensor, kinds: torch.Tensor, smoothing: float):
     """The teacher's action with probability 1 - `smoothing`; the rest split evenly over the valid commands and
     within a command evenly over its valid targets (Sleep, one action, then gets as much as all 48 Decoys)."""
-    command = _COMMAND_OF[kinds]
+    command = COMMAND_OF[kinds]
     per_command = functional.one_hot(command, len(cc4.COMMANDS) + 1).float() * valid.unsqueeze(2)
     counts = per_command.sum(dim=1)  # valid actions per command
     commands = (counts[:, : len(cc4.COMMANDS)] > 0).sum(dim=1, keepdim=True)
@@ -136,16 +127,6 @@ def smoothed_targets(actions: torch.Tensor, valid: torch.Tensor, kinds: torch.Te
     targets = smoothing * share
     targets[torch.arange(len(actions)), actions] += 1.0 - smoothing
     return targets
-
-
-def command_probabilities(logits: torch.Tensor, valid: torch.Tensor, kinds: torch.Tensor):
-    """Each command's probability (summed over its targets) under the actors' `logits` [rows, NUM_ACTIONS], and
-    which commands the mask offers on each row (the small type's padding column is neither)."""
-    command = _COMMAND_OF[kinds]
-    probs = torch.softmax(logits, dim=1)
-    by_command = torch.zeros(len(probs), len(cc4.COMMANDS) + 1).scatter_add(1, command, probs)
-    offered = torch.zeros_like(by_command).scatter_add_(1, command, valid.float()) > 0
-    return by_command[:, : len(cc4.COMMANDS)], offered[:, : len(cc4.COMMANDS)]
 
 
 def floor_penalty(logits: torch.Tensor, valid: torch.Tensor, kinds: torch.Tensor, floor: float) -> torch.Tensor:

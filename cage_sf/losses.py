@@ -14,6 +14,11 @@ linearly to `--anchor_floor` over `--anchor_decay_steps` (agent steps, Sample Fa
 there: without a floor a long run drifts ever further from the teacher until it collapses (docs/experiments.md).
 `--critic_warmup_steps` trains only the critics at the start, so the first policy updates use a critic fitted to
 the policy's own returns. `--entropy_decay_to` lowers the entropy bonus over the run (`cage_sf.schedules`).
+
+The flat entropy is H(command) + E[H(target | command)], and the target part is most of it (about 2 nats of 3.4 for a
+small agent, where Analyse, Remove and DeployDecoy keep near-uniform targets): a bonus on it holds every command's
+targets near uniform, so the sampled policy plays far worse than its greedy choice. `--target_entropy_share` keeps
+the bonus on which command is chosen and weighs the target part by the share.
 """
 
 from __future__ import annotations
@@ -25,10 +30,11 @@ from sample_factory.algo.utils.action_distributions import get_action_distributi
 from sample_factory.model.actor_critic import create_actor_critic
 from torch import Tensor
 
-from cage_sf import schedules
-from cage_sf.adapter import NUM_ACTIONS
+from cage_sf import cc4, schedules
+from cage_sf.adapter import COMMAND_OF_ACTION, NUM_ACTIONS
 
 ANCHOR_FILE = "teacher_anchor.pth"
+COMMAND_OF = torch.from_numpy(COMMAND_OF_ACTION)  # [agent type, NUM_ACTIONS] -> cc4.COMMANDS index (padding: 8)
 
 
 def anchor_path(cfg) -> Path:
@@ -55,6 +61,23 @@ def masked_mean(x: Tensor, mask: Tensor) -> Tensor:
 def masked_std_mean(x: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
     mean = masked_mean(x, mask)
     return masked_mean((x - mean) ** 2, mask).sqrt(), mean
+
+
+def command_probabilities(logits: Tensor, valid: Tensor, kinds: Tensor) -> tuple[Tensor, Tensor]:
+    """Each command's probability (summed over its targets) under `logits` [rows, NUM_ACTIONS], and which commands
+    the mask offers on each row (the small type's padding column is neither)."""
+    command = COMMAND_OF.to(logits.device)[kinds]
+    probs = torch.softmax(logits, dim=1)
+    by_command = probs.new_zeros(len(probs), len(cc4.COMMANDS) + 1).scatter_add(1, command, probs)
+    offered = torch.zeros_like(by_command).scatter_add_(1, command, valid.float()) > 0
+    return by_command[:, : len(cc4.COMMANDS)], offered[:, : len(cc4.COMMANDS)]
+
+
+def command_entropy(logits: Tensor, valid: Tensor, kinds: Tensor) -> Tensor:
+    """H(command) per row: the entropy of which command the policy chooses. The flat entropy is
+    H(command) + E_command[H(target | command)], whatever the actor's head (flat or factored)."""
+    by_command, _ = command_probabilities(logits, valid, kinds)
+    return -(by_command * torch.log(by_command.clamp_min(1e-30))).sum(dim=1)
 
 
 def explained_variance(values: Tensor, targets: Tensor, mask: Tensor) -> Tensor:
@@ -126,10 +149,19 @@ def cc4_losses(learner, mb, num_invalids: int, action_distribution, values: Tens
     surrogate = torch.min(ratio * adv, torch.clamp(ratio, low, high) * adv)
     policy_loss = -masked_mean(surrogate, chosen)
     entropy = masked_mean(action_distribution.entropy(), chosen)
-    entropy_scale = schedules.entropy_scale(learner)
-    exploration_loss = entropy_scale * (
-        learner.exploration_loss_func(action_distribution, chosen, int((~chosen).sum())) if chosen.any() else 0.0
+    obs = mb.normalized_obs
+    commands_entropy = masked_mean(
+        command_entropy(_action_log_probs(action_distribution), obs["valid_actions"], obs["agent_type"][:, 0].long()),
+        chosen,
     )
+    entropy_scale = schedules.entropy_scale(learner)
+    if cfg.exploration_loss == "entropy":  # H(command) + share x H(target | command), as SF's mean when share = 1
+        bonus = cfg.target_entropy_share * entropy + (1.0 - cfg.target_entropy_share) * commands_entropy
+        exploration_loss = -entropy_scale * cfg.exploration_loss_coeff * bonus
+    else:
+        exploration_loss = entropy_scale * (
+            learner.exploration_loss_func(action_distribution, chosen, int((~chosen).sum())) if chosen.any() else 0.0
+        )
 
     behaviour = get_action_distribution(learner.actor_critic.action_space, mb.action_logits)
     kl_old = action_distribution.kl_divergence(behaviour)
@@ -152,6 +184,7 @@ def cc4_losses(learner, mb, num_invalids: int, action_distribution, values: Tens
         adv_std=adv_std,
         adv_mean=adv_mean,
         decision_entropy=entropy,
+        command_entropy=commands_entropy,
         decision_fraction=chosen.float().mean(),
         entropy_coeff=entropy_scale * cfg.exploration_loss_coeff,
         value_explained_variance=explained_variance(values.detach(), targets, chosen),

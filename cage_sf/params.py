@@ -167,6 +167,12 @@ def add_learning_args(parser: argparse.ArgumentParser) -> None:
         help="the entropy bonus falls linearly to this share of --exploration_loss_coeff over the run's budget, as "
         "--lr_decay_to; 1: constant (schedules.py)",
     )
+    group.add_argument(
+        "--target_entropy_share",
+        default=1.0,
+        type=float,
+        help="the entropy bonus is H(command) + this share of H(target | command); 1: the flat entropy (losses.py)",
+    )
 
 
 def add_run_args(parser: argparse.ArgumentParser) -> None:
@@ -227,7 +233,7 @@ DOMAINS: dict[str, Domain] = {
     "anchor_decay_steps": POSITIVE,
     "imitate_smoothing": Domain(0, 1, high_open=True),
     "imitate_floor": Domain(0, 0.1),
-    **dict.fromkeys(("lr_decay_to", "entropy_decay_to"), PROBABILITY),
+    **dict.fromkeys(("lr_decay_to", "entropy_decay_to", "target_entropy_share"), PROBABILITY),
     **dict.fromkeys(
         ("num_workers", "num_envs_per_worker", "worker_num_splits", "policy_workers_per_policy", "num_policies",
          "batch_size", "num_batches_per_epoch", "num_epochs", "rollout", "max_policy_lag", "keep_checkpoints",
@@ -284,6 +290,11 @@ COMBINATIONS: tuple[tuple[Callable[[argparse.Namespace], bool], str], ...] = (
     (
         lambda cfg: cfg.with_vtrace or (cfg.anchor_coeff == 0 and cfg.critic_warmup_steps == 0),
         "anchor_coeff and critic_warmup_steps are losses of the V-trace learner (cage_sf.losses): with_vtrace=True",
+    ),
+    (
+        lambda cfg: cfg.target_entropy_share == 1.0 or cfg.exploration_loss == "entropy",
+        "target_entropy_share={target_entropy_share} weighs parts of the entropy bonus: it needs "
+        "exploration_loss=entropy (not {exploration_loss})",
     ),
     (
         lambda cfg: cfg.lr_decay_to == 1.0 or cfg.lr_schedule == "constant",

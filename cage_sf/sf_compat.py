@@ -163,7 +163,8 @@ def _record_summaries_with_vtrace(record_summaries):
             stats.pop("value_delta", None)
             stats.pop("value_delta_max", None)
             stats["entropy"] = float(train_loop_vars.decision_entropy)  # SF's mean counts busy agents' 0
-            for key in ("decision_fraction", "value_explained_variance", "entropy_coeff", "anchor_kl", "anchor_weight"):
+            logged = ("decision_fraction", "command_entropy", "value_explained_variance", "entropy_coeff", "anchor_kl")
+            for key in (*logged, "anchor_weight"):
                 if key in train_loop_vars:
                     stats[key] = float(train_loop_vars[key])
         return stats

@@ -1,6 +1,7 @@
 """The learner's losses (cage_sf/losses.py) on a real Sample Factory Learner: policy-side terms see decisions
 only, SF-invalid samples cut the V-trace, the teacher anchor decays as configured, critic warm-up moves no actor."""
 
+import numpy as np
 import pytest
 import torch
 from sample_factory.algo.learning.learner import Learner
@@ -10,7 +11,7 @@ from sample_factory.algo.utils.shared_buffers import alloc_trajectory_tensors
 from sample_factory.model.model_utils import get_rnn_size
 
 from cage_sf import cc4, sf_compat
-from cage_sf.adapter import CC4SampleFactoryEnv, action_space, observation_space
+from cage_sf.adapter import NUM_ACTIONS, CC4SampleFactoryEnv, action_space, observation_space
 from cage_sf.backends.synthetic import SyntheticBackend
 from cage_sf.losses import TeacherAnchor, anchor_path
 from cage_sf.train import resolve_config
@@ -213,3 +214,53 @@ def test_with_messages_a_busy_agents_bits_are_decisions(tmp_path):
     learner = make_learner(tmp_path, "--learning_rate=1e-9", "--messages=True")
     summaries = train_and_capture(learner, make_batch(learner))["summaries"]
     assert float(summaries["decision_fraction"]) == pytest.approx(1.0)
+
+
+def test_command_entropy_is_the_flat_entropy_less_the_targets_share():
+    """H(flat) = H(command) + sum over commands of P(command) H(target | command), counted here command by command;
+    moving probability between one command's targets changes the flat entropy, not the command's."""
+    from cage_sf.losses import COMMAND_OF, command_entropy
+
+    gen = torch.Generator().manual_seed(0)
+    kinds = torch.tensor([0, 0, 1, 1])
+    valid = torch.zeros(4, NUM_ACTIONS)
+    for row, kind in enumerate(kinds.tolist()):
+        valid[row, : cc4.NUM_ACTIONS[kind]] = (torch.rand(cc4.NUM_ACTIONS[kind], generator=gen) < 0.6).float()
+    logits = (3 * torch.randn(4, NUM_ACTIONS, generator=gen)).masked_fill(valid < 0.5, -1e9)
+    log_probs = torch.log_softmax(logits, dim=1)
+    probs = log_probs.exp()
+    flat = -(probs * log_probs).sum(dim=1)
+    for row, kind in enumerate(kinds.tolist()):
+        targets = 0.0
+        for command in range(len(cc4.COMMANDS)):
+            p = probs[row][(COMMAND_OF[kind] == command) & (valid[row] > 0)]
+            if p.sum() > 0:
+                q = p / p.sum()
+                targets += p.sum() * -(q * q.clamp_min(1e-30).log()).sum()
+        assert float(command_entropy(logits, valid, kinds)[row] + targets) == pytest.approx(float(flat[row]), abs=1e-4)
+
+    decoys = ((COMMAND_OF[1] == cc4.COMMANDS.index("DeployDecoy")) & (valid[2] > 0)).nonzero()[:, 0]
+    moved = logits.clone()
+    moved[2, decoys] = torch.logsumexp(logits[2, decoys], 0) - np.log(len(decoys))  # the same total, now uniform
+    assert torch.allclose(command_entropy(moved, valid, kinds), command_entropy(logits, valid, kinds), atol=1e-5)
+    assert float(-(torch.softmax(moved[2], 0) * torch.log_softmax(moved[2], 0)).sum()) > float(flat[2]) + 1e-3
+
+
+@pytest.mark.parametrize("share", [1.0, 0.25, 0.0])
+def test_the_entropy_bonus_weighs_the_targets_by_the_share(tmp_path, share):
+    """exploration loss = -coeff x (H(command) + share x H(target | command)) on decisions: the flat entropy at 1."""
+    learner = make_learner(
+        tmp_path, "--learning_rate=1e-9", "--exploration_loss_coeff=0.01", f"--target_entropy_share={share}"
+    )
+    captured = train_and_capture(learner, make_batch(learner))
+    flat, commands = (float(captured["summaries"][k]) for k in ("decision_entropy", "command_entropy"))
+    assert 0.5 < commands < flat - 0.5  # random actors: most of the entropy is in the targets
+    expected = -0.01 * (commands + share * (flat - commands))
+    assert float(captured["exploration"]) == pytest.approx(expected, rel=1e-5)
+
+
+def test_a_target_entropy_share_needs_the_entropy_bonus():
+    from cage_sf.errors import UsageError
+
+    with pytest.raises(UsageError, match="target_entropy_share=0.5 weighs parts"):
+        resolve_config("smoke", ["--target_entropy_share=0.5", "--exploration_loss=symmetric_kl"])
