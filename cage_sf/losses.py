@@ -34,7 +34,7 @@ from cage_sf import cc4, schedules
 from cage_sf.adapter import COMMAND_OF_ACTION, NUM_ACTIONS
 
 ANCHOR_FILE = "teacher_anchor.pth"
-COMMAND_OF = torch.from_numpy(COMMAND_OF_ACTION)  # [agent type, NUM_ACTIONS] -> cc4.COMMANDS index (padding: 8)
+COMMAND_OF = torch.from_numpy(COMMAND_OF_ACTION)  # [agent type, NUM_ACTIONS] -> cc4.COMMANDS index
 
 
 def anchor_path(cfg) -> Path:
