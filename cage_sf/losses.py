@@ -1,5 +1,5 @@
 """The learner's losses for CC4: V-trace targets on every sample, policy-side losses on decisions only, and the
-teacher anchor that keeps fine-tuning near the imitated policy while it learns.
+anchors that keep the actors near a reference policy (the imitated one, or the run's best so far) while they learn.
 
 A *decision* is a sample Sample Factory counts as valid (`valids`: not from a too-old policy) on which the agent
 had a choice. An agent mid multi-step action (about half of all samples) has only Sleep: its probability is 1,
@@ -12,6 +12,8 @@ Kickstarting (Schmitt et al. 2018): with `--anchor_coeff` the actors also pay KL
 the teacher being the run's imitated policy, frozen (saved by `cage_sf.imitation.warm_start`). Its weight falls
 linearly to `--anchor_floor` over `--anchor_decay_steps` (agent steps, Sample Factory's step unit) and stays
 there: without a floor a long run drifts ever further from the teacher until it collapses (docs/experiments.md).
+`--best_anchor_coeff` anchors the actors the same way to the run's best policy so far (its best checkpoint, which
+moves with every new best): a trust region around the best, against the mid-run falls of runs from scratch.
 `--critic_warmup_steps` trains only the critics at the start, so the first policy updates use a critic fitted to
 the policy's own returns. `--entropy_decay_to` lowers the entropy bonus over the run (`cage_sf.schedules`).
 
@@ -87,25 +89,57 @@ def explained_variance(values: Tensor, targets: Tensor, mask: Tensor) -> Tensor:
     return 1.0 - error_std**2 / target_std.clamp_min(1e-8) ** 2
 
 
-class TeacherAnchor:
+class PolicyAnchor:
+    """A frozen copy of the actor-critic whose actors the learner's are pulled toward: KL(anchor || actor) on the
+    free rows, times `weight(env_steps)`. What the anchor holds and what it weighs is the subclass's."""
+
+    active = True  # whether it holds a policy yet
+
+    def __init__(self, model: torch.nn.Module):
+        self.policy = model.requires_grad_(False)
+
+    def weight(self, env_steps: int) -> float:
+        raise NotImplementedError
+
+    def kl(self, normalized_obs: dict[str, Tensor], log_probs: Tensor) -> Tensor:
+        """Per-sample KL(anchor || actor) over the actions (message bits, if any, are the actor's own)."""
+        with torch.no_grad():  # the actors straight from the inputs: no packed head for the critics (learner profile)
+            obs = normalized_obs
+            logits = self.policy.actor_logits(obs["obs"], obs["agent_type"], obs["valid_actions"])
+            anchor_log_probs = torch.log_softmax(logits[:, :NUM_ACTIONS], dim=1)
+        return (anchor_log_probs.exp() * (anchor_log_probs - log_probs)).sum(dim=1)
+
+
+class TeacherAnchor(PolicyAnchor):
     """The imitated policy, frozen, and the decaying weight of the actors' KL to it."""
 
     def __init__(self, teacher: torch.nn.Module, path: Path, coeff: float, decay_steps: int, floor: float = 0.0):
-        self.teacher = teacher
-        self.teacher.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
-        self.teacher.requires_grad_(False)
+        super().__init__(teacher)
+        self.policy.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
         self.coeff, self.decay_steps, self.floor = coeff, decay_steps, floor
 
     def weight(self, env_steps: int) -> float:
         return self.floor + (self.coeff - self.floor) * max(0.0, 1.0 - env_steps / self.decay_steps)
 
-    def kl(self, normalized_obs: dict[str, Tensor], log_probs: Tensor) -> Tensor:
-        """Per-sample KL(teacher || actor) over the actions (message bits, if any, are the actor's own)."""
-        with torch.no_grad():  # the actors straight from the inputs: no packed head for the critics (learner profile)
-            obs = normalized_obs
-            logits = self.teacher.actor_logits(obs["obs"], obs["agent_type"], obs["valid_actions"])
-            teacher_log_probs = torch.log_softmax(logits[:, :NUM_ACTIONS], dim=1)
-        return (teacher_log_probs.exp() * (teacher_log_probs - log_probs)).sum(dim=1)
+
+class BestAnchor(PolicyAnchor):
+    """The policy of the run's best checkpoint so far, with a constant weight (inactive until there is one). Sample
+    Factory saves a best checkpoint whenever the training return averaged over `stats_avg` episodes beats every
+    earlier average; the anchor then moves to it, so a policy that drifts below its best is pulled back while every
+    improvement carries the anchor with it."""
+
+    def __init__(self, model: torch.nn.Module, coeff: float, checkpoint: Path | None = None):
+        super().__init__(model)
+        self.coeff, self.active = coeff, False
+        if checkpoint is not None:  # a resumed run: its best checkpoint so far
+            self.hold(torch.load(checkpoint, map_location="cpu", weights_only=True)["model"])
+
+    def hold(self, state_dict: dict[str, Tensor]) -> None:
+        self.policy.load_state_dict(state_dict)
+        self.active = True
+
+    def weight(self, env_steps: int) -> float:
+        return self.coeff
 
 
 def _action_log_probs(distribution) -> Tensor:
@@ -114,22 +148,45 @@ def _action_log_probs(distribution) -> Tensor:
     return parts[0].log_probs
 
 
+def _frozen_model(learner) -> torch.nn.Module:
+    """A fresh actor-critic of the learner's shape, on its device, for an anchor to load a policy into."""
+    info = learner.env_info
+    return create_actor_critic(learner.cfg, info.obs_space, info.action_space).to(learner.device)
+
+
 def _teacher_anchor(learner) -> TeacherAnchor | None:
-    """The learner's anchor, loaded once (None without `--anchor_coeff`)."""
+    """The learner's anchor to the imitated policy, loaded once (None without `--anchor_coeff`)."""
     if "_teacher_anchor" not in vars(learner):
         cfg = learner.cfg
         learner._teacher_anchor = (
             TeacherAnchor(
-                create_actor_critic(cfg, learner.env_info.obs_space, learner.env_info.action_space).to(learner.device),
-                anchor_path(cfg),
-                cfg.anchor_coeff,
-                cfg.anchor_decay_steps,
-                cfg.anchor_floor,
+                _frozen_model(learner), anchor_path(cfg), cfg.anchor_coeff, cfg.anchor_decay_steps, cfg.anchor_floor
             )
             if cfg.anchor_coeff > 0
             else None
         )
     return learner._teacher_anchor
+
+
+def _best_anchor(learner) -> BestAnchor | None:
+    """The learner's anchor to its best policy so far, made once (None without `--best_anchor_coeff`); a resumed
+    run starts from its best checkpoint."""
+    if "_best_anchor" not in vars(learner):
+        cfg = learner.cfg
+        saved = sorted(Path(learner.checkpoint_dir(cfg, learner.policy_id)).glob("best_*.pth"))
+        learner._best_anchor = (
+            BestAnchor(_frozen_model(learner), cfg.best_anchor_coeff, saved[-1] if saved else None)
+            if cfg.best_anchor_coeff > 0
+            else None
+        )
+    return learner._best_anchor
+
+
+def hold_new_best(learner) -> None:
+    """Sample Factory has just saved a new best checkpoint: the best anchor (if any) moves to the actors as saved."""
+    anchor = _best_anchor(learner)
+    if anchor is not None:
+        anchor.hold(learner.actor_critic.state_dict())
 
 
 def cc4_losses(learner, mb, num_invalids: int, action_distribution, values: Tensor, ratio: Tensor, vtrace_fn) -> tuple:
@@ -167,12 +224,12 @@ def cc4_losses(learner, mb, num_invalids: int, action_distribution, values: Tens
     kl_old = action_distribution.kl_divergence(behaviour)
     kl_loss = cfg.kl_loss_coeff * masked_mean(kl_old, chosen)
     summaries = {}
-    anchor = _teacher_anchor(learner)
-    if anchor is not None:
-        anchor_kl = masked_mean(anchor.kl(mb.normalized_obs, _action_log_probs(action_distribution)), free_rows(mb))
-        weight = anchor.weight(learner.env_steps)
-        kl_loss = kl_loss + weight * anchor_kl
-        summaries.update(anchor_kl=anchor_kl, anchor_weight=weight)
+    for name, anchor in (("anchor", _teacher_anchor(learner)), ("best_anchor", _best_anchor(learner))):
+        if anchor is not None and anchor.active:
+            kl = masked_mean(anchor.kl(mb.normalized_obs, _action_log_probs(action_distribution)), free_rows(mb))
+            weight = anchor.weight(learner.env_steps)
+            kl_loss = kl_loss + weight * kl
+            summaries.update({f"{name}_kl": kl, f"{name}_weight": weight})
     if learner.env_steps < cfg.critic_warmup_steps:  # the critics only: the actors' gradients are all 0
         policy_loss, exploration_loss, kl_loss = 0.0 * policy_loss, 0.0 * exploration_loss, 0.0 * kl_loss
 

@@ -151,6 +151,12 @@ def add_learning_args(parser: argparse.ArgumentParser) -> None:
         help="the anchor's weight once its decay is over (at most --anchor_coeff)",
     )
     group.add_argument(
+        "--best_anchor_coeff",
+        default=0.0,
+        type=float,
+        help="weight of the actors' KL to the run's best policy so far (its best checkpoint; losses.py)",
+    )
+    group.add_argument(
         "--critic_warmup_steps", default=0, type=int, help="agent steps at the start that train only the critics"
     )
     group.add_argument(
@@ -227,7 +233,7 @@ DOMAINS: dict[str, Domain] = {
     ),
     **dict.fromkeys(
         ("max_grad_norm", "exploration_loss_coeff", "value_loss_coeff", "save_best_after", "anchor_coeff",
-         "anchor_floor", "critic_warmup_steps"),
+         "anchor_floor", "best_anchor_coeff", "critic_warmup_steps"),
         NON_NEGATIVE,
     ),
     "anchor_decay_steps": POSITIVE,
@@ -288,8 +294,9 @@ COMBINATIONS: tuple[tuple[Callable[[argparse.Namespace], bool], str], ...] = (
         "anchor_floor={anchor_floor} is where the anchor's weight settles, so at most anchor_coeff={anchor_coeff}",
     ),
     (
-        lambda cfg: cfg.with_vtrace or (cfg.anchor_coeff == 0 and cfg.critic_warmup_steps == 0),
-        "anchor_coeff and critic_warmup_steps are losses of the V-trace learner (cage_sf.losses): with_vtrace=True",
+        lambda cfg: cfg.with_vtrace or cfg.anchor_coeff == cfg.best_anchor_coeff == cfg.critic_warmup_steps == 0,
+        "anchor_coeff, best_anchor_coeff and critic_warmup_steps are losses of the V-trace learner (cage_sf.losses): "
+        "with_vtrace=True",
     ),
     (
         lambda cfg: cfg.target_entropy_share == 1.0 or cfg.exploration_loss == "entropy",

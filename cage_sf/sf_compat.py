@@ -26,7 +26,7 @@ from sample_factory.utils import wandb_utils
 from sample_factory.utils.utils import log as sf_log
 
 from cage_sf import divergence, run_guard, schedules
-from cage_sf.losses import cc4_losses
+from cage_sf.losses import cc4_losses, hold_new_best
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +47,7 @@ def apply() -> None:
     Learner._record_summaries = _record_summaries_with_vtrace(Learner._record_summaries)
     Learner._prepare_batch = _keep_vtrace_bootstrap(Learner._prepare_batch)
     Learner._calculate_losses = _vtrace_from_bootstrap(Learner._calculate_losses)
+    Learner.save_best = _anchor_to_new_best(Learner.save_best)
     Runner._update_stats_and_print_report = _stop_after_train_for_seconds(Runner._update_stats_and_print_report)
     BatchedVectorEnvRunner._process_env_step = _report_episode_infos(BatchedVectorEnvRunner._process_env_step)
     # torch 2.13 warns on every `float()` of a tensor that requires grad, and SF's learner takes one of its loss
@@ -163,8 +164,8 @@ def _record_summaries_with_vtrace(record_summaries):
             stats.pop("value_delta", None)
             stats.pop("value_delta_max", None)
             stats["entropy"] = float(train_loop_vars.decision_entropy)  # SF's mean counts busy agents' 0
-            logged = ("decision_fraction", "command_entropy", "value_explained_variance", "entropy_coeff", "anchor_kl")
-            for key in (*logged, "anchor_weight"):
+            logged = ("decision_fraction", "command_entropy", "value_explained_variance", "entropy_coeff")
+            for key in (*logged, "anchor_kl", "anchor_weight", "best_anchor_kl", "best_anchor_weight"):
                 if key in train_loop_vars:
                     stats[key] = float(train_loop_vars[key])
         return stats
@@ -253,6 +254,21 @@ def _vtrace_from_bootstrap(calculate_losses):
             )
         summaries.update(extra)
         return action_distribution, *losses, summaries
+
+    return wrapper
+
+
+def _anchor_to_new_best(save_best):
+    """With `--best_anchor_coeff`, each new best checkpoint becomes the actors' anchor (`cage_sf.losses.BestAnchor`).
+    SF calls `save_best` from the learner's event loop, between training iterations, so the swap never lands
+    mid-update."""
+
+    @functools.wraps(save_best)
+    def wrapper(self, policy_id, metric, metric_value) -> bool:
+        saved = save_best(self, policy_id, metric, metric_value)
+        if saved:
+            hold_new_best(self)
+        return saved
 
     return wrapper
 

@@ -180,7 +180,7 @@ def test_the_teacher_anchor_pulls_toward_the_imitated_policy_with_a_decaying_wei
         for p in student.actors.parameters():
             p.add_(0.1 * torch.randn_like(p))
     assert (kl() > 1e-4).all()
-    assert not any(p.requires_grad for p in anchor.teacher.parameters())
+    assert not any(p.requires_grad for p in anchor.policy.parameters())
 
 
 def test_an_anchor_needs_an_imitated_policy():
@@ -264,3 +264,48 @@ def test_a_target_entropy_share_needs_the_entropy_bonus():
 
     with pytest.raises(UsageError, match="target_entropy_share=0.5 weighs parts"):
         resolve_config("smoke", ["--target_entropy_share=0.5", "--exploration_loss=symmetric_kl"])
+
+
+def test_the_best_anchor_moves_to_each_new_best_checkpoint_and_pulls_back_toward_it(tmp_path):
+    """No anchor before the first best checkpoint; each new best (not a worse average) moves it to the actors as
+    saved; once the actors drift away, the KL to it (and weight x KL in the loss) is positive."""
+    learner = make_learner(tmp_path, "--learning_rate=1e-9", "--best_anchor_coeff=0.2")
+    batch = make_batch(learner)
+    assert "best_anchor_kl" not in train_and_capture(learner, batch)["summaries"]
+
+    assert learner.save_best(0, "true_objective", -300.0)
+    held = train_and_capture(learner, batch)
+    assert float(held["summaries"]["best_anchor_kl"]) == pytest.approx(0.0, abs=1e-6)  # the anchor is the actors
+
+    with torch.no_grad():
+        for p in learner.actor_critic.actors.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+    assert not learner.save_best(0, "true_objective", -400.0)  # worse: the anchor stays where it was
+    drifted = train_and_capture(learner, batch)
+    kl = float(drifted["summaries"]["best_anchor_kl"])
+    assert kl > 1e-3
+    assert float(drifted["summaries"]["best_anchor_weight"]) == pytest.approx(0.2)
+    assert float(drifted["kl"]) == pytest.approx(0.2 * kl, rel=1e-5)  # kl_loss_coeff is 0: the anchor's term only
+
+    assert learner.save_best(0, "true_objective", -250.0)  # better: the anchor moves to the drifted actors
+    assert float(train_and_capture(learner, batch)["summaries"]["best_anchor_kl"]) == pytest.approx(0.0, abs=1e-6)
+
+
+def test_a_resumed_run_anchors_to_its_best_checkpoint(tmp_path):
+    first = make_learner(tmp_path, "--best_anchor_coeff=0.2")
+    assert first.save_best(0, "true_objective", -300.0)
+    saved = {k: v.clone() for k, v in first.actor_critic.state_dict().items()}
+
+    resumed = make_learner(tmp_path, "--best_anchor_coeff=0.2")  # fresh weights, the same run directory
+    train_and_capture(resumed, make_batch(resumed))
+    anchor = resumed._best_anchor
+    assert anchor.active
+    assert all(torch.equal(v, saved[k]) for k, v in anchor.policy.state_dict().items())
+    assert not any(p.requires_grad for p in anchor.policy.parameters())
+
+
+def test_a_best_anchor_needs_the_vtrace_learner():
+    from cage_sf.errors import UsageError
+
+    with pytest.raises(UsageError, match="best_anchor_coeff and critic_warmup_steps are losses"):
+        resolve_config("smoke", ["--best_anchor_coeff=0.1", "--with_vtrace=False"])
