@@ -164,8 +164,11 @@ def _record_summaries_with_vtrace(record_summaries):
             stats.pop("value_delta", None)
             stats.pop("value_delta_max", None)
             stats["entropy"] = float(train_loop_vars.decision_entropy)  # SF's mean counts busy agents' 0
-            logged = ("decision_fraction", "command_entropy", "value_explained_variance", "entropy_coeff")
-            for key in (*logged, "anchor_kl", "anchor_weight", "best_anchor_kl", "best_anchor_weight"):
+            logged = (
+                *("decision_fraction", "command_entropy", "value_explained_variance", "entropy_coeff"),
+                *("anchor_kl", "anchor_weight", "best_anchor_kl", "best_anchor_weight"),
+            )
+            for key in logged:
                 if key in train_loop_vars:
                     stats[key] = float(train_loop_vars[key])
         return stats
