@@ -106,12 +106,24 @@ class Fall(NamedTuple):
     fallen: tuple[int, float]
 
 
-def return_windows(run_dir: Path, env_steps: int = 250_000) -> list[tuple[int, float]]:
+def split_windows(run_dir: Path, env_steps: int = 250_000) -> tuple[list[tuple[int, float]], tuple[int, float] | None]:
     """(first env step, mean return) of each window of `env_steps` env steps that holds summaries of the training
-    episodes' evaluation-style return (each summary: the mean of SF's last `stats_avg` episodes), in order."""
+    episodes' evaluation-style return (each summary: the mean of SF's last `stats_avg` episodes), in order; and
+    apart, the window the run ended in when it ended before half of it (None: it did not). That thin tail holds
+    the final minutes' one or two summaries, a few 100-episode means with about twice a window's noise, so it
+    is shown but not judged."""
     series = read_series(run_dir, "cc4/eval_return")
-    window = series.steps // len(cc4.AGENTS) // env_steps
-    return [(int(k) * env_steps, float(series.values[window == k].mean())) for k in np.unique(window)]
+    env = series.steps // len(cc4.AGENTS)
+    window = env // env_steps
+    windows = [(int(k) * env_steps, float(series.values[window == k].mean())) for k in np.unique(window)]
+    if windows and env.max() - windows[-1][0] < env_steps / 2:
+        return windows[:-1], windows[-1]
+    return windows, None
+
+
+def return_windows(run_dir: Path, env_steps: int = 250_000) -> list[tuple[int, float]]:
+    """The windows of `split_windows` whose falls count: all but a thin tail."""
+    return split_windows(run_dir, env_steps)[0]
 
 
 def largest_fall(windows: list[tuple[int, float]]) -> Fall | None:
@@ -128,8 +140,10 @@ def largest_fall(windows: list[tuple[int, float]]) -> Fall | None:
 
 
 def print_windows(run_dir: Path, env_steps: int) -> None:
-    windows = return_windows(run_dir, env_steps)
+    windows, tail = split_windows(run_dir, env_steps)
     print(f"training return per {env_steps:,} env steps: {' '.join(f'{value:.0f}' for _, value in windows)}")
+    if tail is not None:
+        print(f"the run ended early in the next window (from {tail[0]:,} env steps): {tail[1]:.0f}, not judged")
     print(describe_fall(largest_fall(windows)))
 
 

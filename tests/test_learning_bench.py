@@ -332,11 +332,20 @@ def test_two_panel_curves_against_env_steps_and_training_time(resumed_run, monke
 
 
 def test_plot_prints_the_return_per_window_and_its_deepest_fall_below_an_earlier_best(tmp_path, capsys):
-    """Windows of 100 env steps (500 agent steps): the run climbs to -300, falls 15% to -345, recovers to -320."""
+    """Windows of 100 env steps (500 agent steps): the run climbs to -300, falls 15% to -345, recovers to -320
+    (the run ends halfway through that last window, so it is judged)."""
     from cage_sf.cli import main
 
     run = tmp_path / "run"
-    points = [(0, -1000.0), (250, -800.0), (500, -400.0), (1000, -300.0), (1500, -345.0), (2000, -320.0)]
+    points = [
+        (0, -1000.0),
+        (250, -800.0),
+        (500, -400.0),
+        (1000, -300.0),
+        (1500, -345.0),
+        (2000, -320.0),
+        (2250, -320.0),
+    ]
     write_session(run / ".summary" / "0", ".a", [(step, value, 1000.0 + step) for step, value in points])
     (run / "config.json").write_text("{}")
 
@@ -344,6 +353,23 @@ def test_plot_prints_the_return_per_window_and_its_deepest_fall_below_an_earlier
     out = capsys.readouterr().out.splitlines()
     assert out[1] == "training return per 100 env steps: -900 -400 -300 -345 -320"
     assert out[2] == "largest fall below an earlier best window: 15.0% (-300 from 200 env steps, -345 from 300)"
+
+
+def test_a_run_that_ended_early_in_its_last_window_is_not_judged_on_it(tmp_path, capsys):
+    """Windows of 100 env steps: -900, -400, -300, -310, then one summary 10 env steps into the next window at -500
+    (the run's final minutes): shown apart, and the deepest fall is the whole windows' 3.3%, not 66.7%."""
+    from cage_sf.cli import main
+
+    run = tmp_path / "run"
+    points = [(0, -1000.0), (250, -800.0), (500, -400.0), (1000, -300.0), (1500, -310.0), (2050, -500.0)]
+    write_session(run / ".summary" / "0", ".a", [(step, value, 1000.0 + step) for step, value in points])
+    (run / "config.json").write_text("{}")
+
+    assert main(["plot", str(run), "--window_env_steps=100"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[1] == "training return per 100 env steps: -900 -400 -300 -310"
+    assert out[2] == "the run ended early in the next window (from 400 env steps): -500, not judged"
+    assert out[3] == "largest fall below an earlier best window: 3.3% (-300 from 200 env steps, -310 from 300)"
 
 
 def test_a_return_that_only_climbs_never_fell():
@@ -407,7 +433,7 @@ def test_the_benchmark_reports_the_deepest_fall_of_the_training_return(tmp_path,
     from cage_sf import plots
 
     bench, (args, overrides), _ = stubbed_bench(tmp_path, monkeypatch, ["--cyborg_episodes=0", "--scripted=none"])
-    steps, values = np.array([0, 1_250_000, 2_500_000, 2_600_000]), np.array([-400.0, -300.0, -320.0, -340.0])
+    steps, values = np.array([0, 1_250_000, 2_500_000, 3_200_000]), np.array([-400.0, -300.0, -320.0, -340.0])
     monkeypatch.setattr(plots, "read_series", lambda run, tag: plots.Series(steps, values, np.zeros(4)))
     result = bench.run_benchmark(args, overrides)
     assert result["largest_fall"] == {
