@@ -331,42 +331,32 @@ def test_two_panel_curves_against_env_steps_and_training_time(resumed_run, monke
     assert len(steps_lines) == len(time_lines) == 2  # the curve and the reference line
 
 
-def test_plot_prints_the_return_per_window_and_its_deepest_fall_below_an_earlier_best(tmp_path, capsys):
-    """Windows of 100 env steps (500 agent steps): the run climbs to -300, falls 15% to -345, recovers to -320
-    (the run ends halfway through that last window, so it is judged)."""
+def plotted(tmp_path, capsys, points: list[tuple[int, float]]) -> list[str]:
+    """What `cage-sf plot` prints, with windows of 100 env steps (500 agent steps), for a run whose training return
+    was `points` (agent step, value)."""
     from cage_sf.cli import main
 
     run = tmp_path / "run"
-    points = [
-        (0, -1000.0),
-        (250, -800.0),
-        (500, -400.0),
-        (1000, -300.0),
-        (1500, -345.0),
-        (2000, -320.0),
-        (2250, -320.0),
-    ]
     write_session(run / ".summary" / "0", ".a", [(step, value, 1000.0 + step) for step, value in points])
     (run / "config.json").write_text("{}")
-
     assert main(["plot", str(run), "--window_env_steps=100"]) == 0
-    out = capsys.readouterr().out.splitlines()
+    return capsys.readouterr().out.splitlines()
+
+
+def test_plot_prints_the_return_per_window_and_its_deepest_fall_below_an_earlier_best(tmp_path, capsys):
+    """The run climbs to -300, falls 15% to -345, recovers to -320 (it ends halfway through that last window, so
+    it is judged)."""
+    points = [(0, -1000.0), (250, -800.0), (500, -400.0), (1000, -300.0), (1500, -345.0), (2000, -320.0)]
+    out = plotted(tmp_path, capsys, [*points, (2250, -320.0)])
     assert out[1] == "training return per 100 env steps: -900 -400 -300 -345 -320"
     assert out[2] == "largest fall below an earlier best window: 15.0% (-300 from 200 env steps, -345 from 300)"
 
 
 def test_a_run_that_ended_early_in_its_last_window_is_not_judged_on_it(tmp_path, capsys):
-    """Windows of 100 env steps: -900, -400, -300, -310, then one summary 10 env steps into the next window at -500
-    (the run's final minutes): shown apart, and the deepest fall is the whole windows' 3.3%, not 66.7%."""
-    from cage_sf.cli import main
-
-    run = tmp_path / "run"
+    """-900, -400, -300, -310, then one summary 10 env steps into the next window at -500 (the run's final
+    minutes): shown apart, and the deepest fall is the whole windows' 3.3%, not 66.7%."""
     points = [(0, -1000.0), (250, -800.0), (500, -400.0), (1000, -300.0), (1500, -310.0), (2050, -500.0)]
-    write_session(run / ".summary" / "0", ".a", [(step, value, 1000.0 + step) for step, value in points])
-    (run / "config.json").write_text("{}")
-
-    assert main(["plot", str(run), "--window_env_steps=100"]) == 0
-    out = capsys.readouterr().out.splitlines()
+    out = plotted(tmp_path, capsys, points)
     assert out[1] == "training return per 100 env steps: -900 -400 -300 -310"
     assert out[2] == "the run ended early in the next window (from 400 env steps): -500, not judged"
     assert out[3] == "largest fall below an earlier best window: 3.3% (-300 from 200 env steps, -310 from 300)"
