@@ -24,7 +24,8 @@ CybORG with CybORG's own evaluation.py, next to the best scripted defender.
            reseeds only a process's first episode: the later ones are matched in position, not in state)
 6. curves  RUN/learning_bench.png: the run's evaluation-style return against env steps and against training
            time, with the evaluations above as horizontal lines; and how steadily it climbed: the largest fall of
-           a 0.25M-env-step window of the training return below the best window before it
+           a 0.25M-env-step window of the training return below the best window before it (a last window the
+           run ended in before half of it is left out: cage_sf.plots.split_windows)
 
 Interrupt and resume: Ctrl-C (or `kill`) stops training cleanly; the same command again resumes the run
 from its last checkpoint, up to the same total (--minutes counts the training time already in the run's
