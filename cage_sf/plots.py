@@ -110,8 +110,8 @@ def split_windows(run_dir: Path, env_steps: int = 250_000) -> tuple[list[tuple[i
     """(first env step, mean return) of each window of `env_steps` env steps that holds summaries of the training
     episodes' evaluation-style return (each summary: the mean of SF's last `stats_avg` episodes), in order; and
     apart, the window the run ended in when it ended before half of it (None: it did not). That thin tail holds
-    the final minutes' one or two summaries, a few 100-episode means with about twice a window's noise, so it
-    is shown but not judged."""
+    the final minutes' one or two summaries, means of `stats_avg` episodes with about twice a window's noise,
+    so it is shown but not judged."""
     series = read_series(run_dir, "cc4/eval_return")
     env = series.steps // len(cc4.AGENTS)
     window = env // env_steps
