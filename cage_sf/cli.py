@@ -119,6 +119,11 @@ def _parser() -> argparse.ArgumentParser:
     evaluator.add_argument(
         "--workers", type=_count, default=os.cpu_count(), help="processes that play seeded episodes side by side"
     )
+    evaluator.add_argument(
+        "--exported_mode_only",
+        action="store_true",
+        help="play only the action mode the submission was exported with, not also the other (greedy or sampled)",
+    )
     plot = commands.add_parser("plot", help="learning curves of a run as a PNG (also written after training)")
     plot.add_argument("experiment", help="experiment name under --train_dir, or a run directory")
     plot.add_argument("--train_dir", default="runs")
@@ -172,7 +177,16 @@ def _run(args: argparse.Namespace) -> int:
     if args.command == "evaluate":
         from cage_sf.evaluate import evaluate
 
-        evaluate(args.submission, args.episodes, args.seed, args.backend, args.out, args.versus, args.workers)
+        evaluate(
+            args.submission,
+            args.episodes,
+            args.seed,
+            args.backend,
+            args.out,
+            args.versus,
+            args.workers,
+            other_mode=not args.exported_mode_only,
+        )
     if args.command == "plot":
         from cage_sf.plots import plot_learning_curves, print_windows
         from cage_sf.runs import run_dir

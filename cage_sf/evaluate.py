@@ -191,10 +191,12 @@ def evaluate(
     out: Path,
     versus: str | None = None,
     workers: int = 1,
+    other_mode: bool = True,
 ) -> dict:
-    """The submission as exported, then with its other action mode (greedy or sampled) on the same seeds; with
-    `versus` (a scripted defender of cage_sf.scripted, or another submission), also that on the same seeded
-    episodes, and the paired difference. A submission's seeded episodes are split over `workers` processes."""
+    """The submission as exported, then (unless `other_mode` is off) with its other action mode (greedy or
+    sampled) on the same seeds; with `versus` (a scripted defender of cage_sf.scripted, or another submission),
+    also that on the same seeded episodes, and the paired difference. A submission's seeded episodes are split over
+    `workers` processes."""
     if versus is not None and seed is None:
         raise UsageError("--versus compares episode by episode: it needs --seed")
     opponent = None if versus is None else _opponent(versus, workers)
@@ -205,9 +207,6 @@ def evaluate(
     played = play_submission(submission, None, backend, episodes, seed, f"evaluating on {backend}", workers)
     returns, phase_sums, mixes = played
     end = datetime.now()
-    other_returns = play_submission(
-        submission, other == "greedy", backend, episodes, seed, f"same seeds, {other} actions", workers
-    ).returns
 
     info = config["submission"]
     summary = {
@@ -217,7 +216,11 @@ def evaluate(
         "reward": {"mean": mean(returns), "stdev": stdev(returns) if len(returns) > 1 else 0.0},
         "agents": {name: str(agent) for name, agent in agents.items()},
     }
-    modes = {mode: returns, other: other_returns}
+    modes = {mode: returns}
+    if other_mode:
+        modes[other] = play_submission(
+            submission, other == "greedy", backend, episodes, seed, f"same seeds, {other} actions", workers
+        ).returns
     if opponent is not None:
         summary["versus"] = _versus(versus, returns, opponent(backend, episodes, seed))
     out.mkdir(parents=True, exist_ok=True)

@@ -303,14 +303,18 @@ def test_evaluate_versus_pairs_a_scripted_defender_on_the_same_seeded_episodes(t
 
 
 def test_evaluate_versus_another_submission_plays_it_as_exported_on_the_same_seeds(trained_run, entity_run, tmp_path):
+    from cage_sf import cli
     from cage_sf.evaluate import evaluate
 
     mlp = export(str(trained_run[0]), tmp_path / "mlp", checkpoint="latest", mode="greedy")
     entity = export(str(entity_run[0]), tmp_path / "entity", checkpoint="latest", mode="greedy")
-    evaluate(entity, 3, seed=7, backend="sim", out=tmp_path / "alone")
+    alone = ["evaluate", str(entity), "--episodes=3", "--seed=7", "--backend=sim", f"--out={tmp_path / 'alone'}"]
+    assert cli.main([*alone, "--workers=1", "--exported_mode_only"]) == 0
     summary = evaluate(mlp, 3, seed=7, backend="sim", out=tmp_path / "pair", versus=str(entity))
     mine = json.loads((tmp_path / "pair" / "episodes.json").read_text())["returns"]
-    theirs = json.loads((tmp_path / "alone" / "episodes.json").read_text())["returns"]
+    theirs = json.loads((tmp_path / "alone" / "episodes.json").read_text())
+    assert set(theirs["modes"]) == {"greedy"}  # --exported_mode_only: no sampled pass
+    theirs = theirs["returns"]
     assert mine != theirs  # two different policies, so the pairing below is not trivially 0
     assert summary["versus"]["policy"] == str(entity)
     assert summary["versus"]["return"] == pytest.approx(np.mean(theirs))
