@@ -17,6 +17,7 @@ from statistics import mean, stdev
 from typing import NamedTuple
 
 import numpy as np
+import torch
 from tqdm import tqdm
 
 from cage_sf import cc4
@@ -80,8 +81,9 @@ class Played(NamedTuple):
 def play(agents: dict, backend: str, episodes: int, seed: int | None = None, progress: str | None = None) -> Played:
     """Episodes of `agents` (objects with `attach` and `get_action`) on a backend, counted as `evaluation.py` does.
     With a seed, episode k is played on a fresh backend seeded seed + k (what `evaluation.py --seed=seed+k` plays
-    first): every policy meets the same episodes, so two can be compared episode by episode
-    (`cage_sf.stats.paired_difference`). Without one, a single unseeded backend plays them all."""
+    first), and sampled actions draw from torch seeded seed + k: every policy meets the same episodes, so two can
+    be compared episode by episode (`cage_sf.stats.paired_difference`), and a pass repeats. Without one, a single
+    unseeded backend plays them all."""
     env, counts = None, np.zeros(len(cc4.COMMANDS))
     command_of = {name: cc4.agent_layout(cc4.agent_type(name))["command"] for name in agents}
 
@@ -97,6 +99,8 @@ def play(agents: dict, backend: str, episodes: int, seed: int | None = None, pro
 
     played = Played([], [], [])
     for k in tqdm(range(episodes), desc=progress, unit="episode", disable=progress is None):
+        if seed is not None:
+            torch.manual_seed(seed + k)
         if env is None or seed is not None:
             env = make_backend(backend, seed=None if seed is None else seed + k)
             for agent in agents.values():
@@ -116,8 +120,8 @@ def play_submission(
     submission: Path, greedy: bool | None, backend: str, episodes: int, seed: int | None, progress: str, workers: int
 ) -> Played:
     """`play` of the submission in `submission` (greedy or sampled; None: as exported), seeded episodes split over
-    `workers` processes. Episode k is its own backend seeded seed + k, so where it is played changes nothing but
-    the draws of sampled actions; the parts come back in episode order. Unseeded episodes share one backend, here."""
+    `workers` processes. Episode k is its own backend and sampling seed, seed + k, so where it is played changes
+    nothing; the parts come back in episode order. Unseeded episodes share one backend, here."""
     if workers <= 1 or episodes <= 1 or seed is None:
         return play(_loaded(submission, greedy), backend, episodes, seed, progress)
     jobs = [(backend, seed + k) for k in range(episodes)]

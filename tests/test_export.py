@@ -322,8 +322,9 @@ def test_evaluate_versus_another_submission_plays_it_as_exported_on_the_same_see
 
 
 def test_evaluate_splits_seeded_episodes_over_processes_with_the_results_of_one(trained_run, tmp_path):
-    """Each seeded episode is its own backend: played by 2 processes, the greedy returns, reward per phase and
-    command mix of every episode are those of one process, in episode order."""
+    """Each seeded episode is its own backend and its own seed for sampled actions: played by 2 processes, the
+    greedy and sampled returns, reward per phase and command mix of every episode are those of one process, in
+    episode order."""
     from cage_sf.evaluate import evaluate
 
     submission = export(str(trained_run[0]), tmp_path / "s", checkpoint="latest", mode="greedy")
@@ -331,7 +332,7 @@ def test_evaluate_splits_seeded_episodes_over_processes_with_the_results_of_one(
         evaluate(submission, 4, seed=11, backend="sim", out=tmp_path / str(workers), workers=workers)
     one, two = (json.loads((tmp_path / name / "episodes.json").read_text()) for name in ("1", "2"))
     assert len(set(one["returns"])) > 1  # distinct episodes: a mix-up of their order would show
-    for key in ("returns", "phase_sums", "command_mixes"):
+    for key in ("returns", "phase_sums", "command_mixes", "modes"):
         assert two[key] == one[key]
 
 
