@@ -44,11 +44,12 @@ def test_default_learns_from_scratch_and_leaderboard_fine_tunes_an_imitated_acto
     assert default.factored_actions and not leaderboard.factored_actions  # the imitation was measured on flat logits
     assert leaderboard.imitate == "remove-analyse-restore" and default.imitate == "none"
     assert leaderboard.learning_rate < default.learning_rate / 2
+    assert default.target_entropy_share == 0.1 and leaderboard.target_entropy_share == 1.0
     assert 0 < leaderboard.anchor_floor < leaderboard.anchor_coeff
     differ = {k for k in vars(default) if getattr(default, k) != getattr(leaderboard, k)}
     imitation = {"imitate", "imitate_epochs", "imitate_smoothing", "imitate_floor"}
     anchor = {"anchor_coeff", "anchor_decay_steps", "anchor_floor", "critic_warmup_steps"}
-    tuned = {"factored_actions", "learning_rate", "exploration_loss_coeff"} | imitation | anchor
+    tuned = {"factored_actions", "learning_rate", "exploration_loss_coeff", "target_entropy_share"} | imitation | anchor
     assert differ - {"command_line", "cli_args"} == tuned | {"experiment"}
 
 
