@@ -312,9 +312,9 @@ def test_evaluate_versus_another_submission_plays_it_as_exported_on_the_same_see
     assert cli.main([*alone, "--workers=1", "--exported_mode_only"]) == 0
     summary = evaluate(mlp, 3, seed=7, backend="sim", out=tmp_path / "pair", versus=str(entity))
     mine = json.loads((tmp_path / "pair" / "episodes.json").read_text())["returns"]
-    theirs = json.loads((tmp_path / "alone" / "episodes.json").read_text())
-    assert set(theirs["modes"]) == {"greedy"}  # --exported_mode_only: no sampled pass
-    theirs = theirs["returns"]
+    played_alone = json.loads((tmp_path / "alone" / "episodes.json").read_text())
+    assert set(played_alone["modes"]) == {"greedy"}  # --exported_mode_only: no sampled pass
+    theirs = played_alone["returns"]
     assert mine != theirs  # two different policies, so the pairing below is not trivially 0
     assert summary["versus"]["policy"] == str(entity)
     assert summary["versus"]["return"] == pytest.approx(np.mean(theirs))
